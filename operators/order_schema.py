@@ -1,0 +1,158 @@
+"""The order: one JSON document per customer order.
+
+One schema serves the DAG's Params (the UI trigger form), the bulk inbox validator and the
+`facefactory submit` CLI, so the three ways in can never disagree on what a valid order is.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+ORDER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+|file:///\S+|/\S+)$"
+
+SWAPPERS = ["classic", "inswapper_128"]
+ENHANCERS = ["none", "gfpgan"]
+FACE_SELECTORS = ["one", "many", "reference"]
+
+# field -> JSON-schema fragment (with "default", "title", "description" and "section").
+ORDER_FIELDS: dict[str, dict[str, Any]] = {
+    "order_id": {
+        "type": "string",
+        "pattern": ORDER_ID_PATTERN,
+        "default": "sample-0001",
+        "title": "Order id",
+        "description": "Unique id of the customer order (letters, digits, . _ -). "
+        "The DAG run id is derived from it, so the same order never runs twice.",
+        "section": "Order",
+    },
+    "source": {
+        "type": "string",
+        "pattern": URI_PATTERN,
+        "default": "file:///{inputs}/sample/source.png",
+        "title": "Source face photo",
+        "description": "URI of the photo whose face is put into the video: file:// path under "
+        "an allow-listed input root, or s3://bucket/key.",
+        "section": "Order",
+    },
+    "target": {
+        "type": "string",
+        "pattern": URI_PATTERN,
+        "default": "file:///{inputs}/sample/target.mp4",
+        "title": "Target video",
+        "description": "URI of the video whose face is replaced (file:// or s3://).",
+        "section": "Order",
+    },
+    "swapper": {
+        "type": "string",
+        "enum": SWAPPERS,
+        "default": "classic",
+        "title": "Swapper",
+        "description": "classic = offline landmark warp (no learned weights); inswapper_128 = "
+        "ONNX model pack from the model directory.",
+        "section": "Swap",
+    },
+    "enhancer": {
+        "type": "string",
+        "enum": ENHANCERS,
+        "default": "none",
+        "title": "Face enhancer",
+        "description": "Optional face restoration after the swap (gfpgan needs its model pack).",
+        "section": "Swap",
+    },
+    "face_selector": {
+        "type": "string",
+        "enum": FACE_SELECTORS,
+        "default": "one",
+        "title": "Which faces to swap",
+        "description": "one = the largest face per frame; many = every face; reference = the "
+        "face closest to the reference photo.",
+        "section": "Swap",
+    },
+    "reference": {
+        "type": ["null", "string"],
+        "default": None,
+        "title": "Reference face photo",
+        "description": "With face_selector=reference: URI of a photo of the person in the video "
+        "to replace.",
+        "section": "Swap",
+    },
+    "identity_weight": {
+        "type": "number",
+        "minimum": 0.0,
+        "maximum": 1.0,
+        "default": 1.0,
+        "title": "Identity weight",
+        "description": "classic swapper: 1 = face shape from the source, 0 = keep the target's "
+        "face shape (texture only).",
+        "section": "Swap",
+    },
+    "chunk_frames": {
+        "type": "integer",
+        "minimum": 16,
+        "maximum": 512,
+        "default": 96,
+        "title": "Frames per chunk",
+        "description": "Each chunk is one swap task (one GPU pod). Smaller = more parallel.",
+        "section": "Swap",
+    },
+    "min_id_cosine": {
+        "type": "number",
+        "minimum": 0.0,
+        "maximum": 1.0,
+        "default": 0.85,
+        "title": "Minimum identity cosine",
+        "description": "Quality gate: calibrated cosine between the source face and the "
+        "swapped face, on frames with a face.",
+        "section": "Quality gate",
+    },
+    "min_psnr_db": {
+        "type": "number",
+        "minimum": 10,
+        "maximum": 80,
+        "default": 30,
+        "title": "Minimum PSNR outside the face (dB)",
+        "description": "Quality gate: the background must stay untouched.",
+        "section": "Quality gate",
+    },
+    "publish_to": {
+        "type": ["null", "string"],
+        "default": None,
+        "title": "Publish to",
+        "description": "URI prefix for the finished video (file:// or s3://). Empty = the "
+        "deployment's default (FACEFACTORY_PUBLISH_TO).",
+        "section": "Delivery",
+    },
+    "notify": {
+        "type": ["null", "string"],
+        "default": None,
+        "title": "Notify",
+        "description": "Optional e-mail address or webhook URL told when the order finishes.",
+        "section": "Delivery",
+    },
+}
+
+REQUIRED = ["order_id", "source", "target"]
+
+
+def order_json_schema() -> dict[str, Any]:
+    """The whole order as one JSON schema (for bulk manifests and API clients)."""
+    props = {
+        name: {k: v for k, v in spec.items() if k != "section"}
+        for name, spec in ORDER_FIELDS.items()
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "facefactory order",
+        "type": "object",
+        "properties": props,
+        "required": REQUIRED,
+        "additionalProperties": False,
+    }
+
+
+def run_id_for(order_id: str) -> str:
+    """Deterministic DAG run id: the same order can never start two runs."""
+    if not re.match(ORDER_ID_PATTERN, order_id):
+        raise ValueError(f"invalid order_id {order_id!r}: must match {ORDER_ID_PATTERN}")
+    return f"order__{order_id}"
