@@ -1,0 +1,596 @@
+"""Frame-exact video I/O through ffmpeg/ffprobe subprocess pipes.
+
+Why subprocess pipes and not cv2.VideoCapture: ffmpeg gives us exact control over frame selection
+(by index, never by a timestamp seek that can land one frame off), fps, GOP and pixel format, and it is
+the same binary that later concatenates the segments, so counts agree end to end.
+
+Policies (see docs/engine.md):
+- VFR input is normalised to CFR once (``normalise_to_cfr``, the ``fps`` filter at the nearest standard
+  rate); every frame index after that refers to the CFR timeline.
+- Odd sizes are padded to even (yuv420p needs even dimensions) by one black row/column at ingest.
+- Rotation metadata is applied (frames are decoded upright) and not carried forward.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faceworker.errors import BadInput, TransientError, WorkerError
+
+FFMPEG = os.environ.get("FACEFACTORY_FFMPEG", "ffmpeg")
+FFPROBE = os.environ.get("FACEFACTORY_FFPROBE", "ffprobe")
+
+STANDARD_RATES = [
+    Fraction(24000, 1001), Fraction(24), Fraction(25), Fraction(30000, 1001), Fraction(30),
+    Fraction(48), Fraction(50), Fraction(60000, 1001), Fraction(60), Fraction(100), Fraction(120),
+]
+
+# Mezzanine codec for chunks/<i>/segment.mkv, chosen by measurement (docs/engine.md):
+# x264 lossless (qp 0, ultrafast) is ~2x faster to write and smaller than FFV1 on our clips.
+MEZZANINE_CODECS: dict[str, list[str]] = {
+    "x264": ["-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-pix_fmt", "yuv420p"],
+    "ffv1": ["-c:v", "ffv1", "-level", "3", "-g", "1", "-slices", "4", "-pix_fmt", "yuv420p"],
+}
+DEFAULT_MEZZANINE = "x264"
+
+
+class FFmpegError(WorkerError):
+    """ffmpeg/ffprobe failed for a reason that is neither the input's fault nor transient: a bug."""
+
+
+@dataclass
+class Probe:
+    """What the engine needs to know about a video; `frames` is exact (packets counted)."""
+
+    path: str
+    width: int  # displayed width (rotation applied)
+    height: int
+    fps: Fraction  # CFR rate (for VFR: the rate it will be normalised to)
+    frames: int
+    duration: float  # seconds, video stream
+    pix_fmt: str
+    codec: str
+    rotation: int = 0
+    is_vfr: bool = False
+    avg_fps: Fraction | None = None
+    audio: list[dict[str, Any]] = field(default_factory=list)
+    container_frames: int | None = None  # what the container header claimed (may lie)
+
+    @property
+    def odd_size(self) -> bool:
+        return self.width % 2 == 1 or self.height % 2 == 1
+
+    @property
+    def needs_normalisation(self) -> bool:
+        return self.is_vfr or self.odd_size
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["fps"] = f"{self.fps.numerator}/{self.fps.denominator}"
+        data["fps_float"] = float(self.fps)
+        data["avg_fps"] = f"{self.avg_fps.numerator}/{self.avg_fps.denominator}" if self.avg_fps else None
+        data["odd_size"] = self.odd_size
+        data["needs_normalisation"] = self.needs_normalisation
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Probe":
+        known = {f for f in cls.__dataclass_fields__}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["fps"] = Fraction(str(data["fps"]))
+        kwargs["avg_fps"] = Fraction(str(data["avg_fps"])) if data.get("avg_fps") else None
+        return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------- subprocess helpers
+
+
+def _check(proc_rc: int, stderr: bytes | str, what: str, bad_input: bool = False) -> None:
+    if proc_rc == 0:
+        return
+    text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
+    tail = "\n".join(text.strip().splitlines()[-6:])
+    if proc_rc < 0 or proc_rc in (128 + signal.SIGKILL, 128 + signal.SIGTERM):
+        raise TransientError(f"{what}: ffmpeg killed by signal ({proc_rc}); {tail}")
+    if bad_input:
+        raise BadInput(f"{what}: {tail or 'ffmpeg failed'}")
+    raise FFmpegError(f"{what} failed (rc={proc_rc}): {tail}")
+
+
+def run_ffmpeg(args: Sequence[str], what: str, bad_input: bool = False, timeout: float | None = None) -> str:
+    """Run ffmpeg with `args`; map failures to BadInput/TransientError/FFmpegError. Returns stderr."""
+    cmd = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise TransientError(f"{what}: ffmpeg timed out after {timeout}s") from exc
+    _check(proc.returncode, proc.stderr, what, bad_input)
+    return proc.stderr.decode("utf-8", "replace")
+
+
+def _ffprobe_json(args: Sequence[str], path: str) -> dict[str, Any]:
+    cmd = [FFPROBE, "-v", "error", "-of", "json", *args, path]
+    proc = subprocess.run(cmd, capture_output=True)
+    _check(proc.returncode, proc.stderr, f"probe {path}", bad_input=True)
+    try:
+        return json.loads(proc.stdout or b"{}")
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"probe {path}: ffprobe output is not JSON") from exc
+
+
+# --------------------------------------------------------------------------- probe
+
+
+def _fraction(text: str | None) -> Fraction | None:
+    if not text or text in ("0/0", "0"):
+        return None
+    try:
+        value = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return value if value > 0 else None
+
+
+def nearest_standard_rate(rate: Fraction) -> Fraction:
+    """The CFR rate a VFR clip is normalised to: the standard rate closest to its average rate."""
+    return min(STANDARD_RATES, key=lambda r: abs(float(r) - float(rate)))
+
+
+def _rotation(stream: dict[str, Any]) -> int:
+    rot = 0
+    tags = stream.get("tags") or {}
+    if "rotate" in tags:
+        try:
+            rot = int(float(tags["rotate"]))
+        except ValueError:
+            rot = 0
+    for side in stream.get("side_data_list") or []:
+        if "rotation" in side:
+            rot = -int(float(side["rotation"]))  # display matrix is counter-clockwise
+    return rot % 360
+
+
+def _packet_times(path: str) -> tuple[list[int], Fraction]:
+    """pts of every video packet (demux only, no decode): exact frame count and VFR detection."""
+    cmd = [FFPROBE, "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts,dts:stream=time_base",
+           "-of", "json", path]
+    proc = subprocess.run(cmd, capture_output=True)
+    _check(proc.returncode, proc.stderr, f"probe {path}", bad_input=True)
+    data = json.loads(proc.stdout or b"{}")
+    tb = Fraction((data.get("streams") or [{}])[0].get("time_base", "1/1000"))
+    pts = []
+    for pkt in data.get("packets", []):
+        value = pkt.get("pts", pkt.get("dts"))
+        if value is not None:
+            pts.append(int(value))
+    return pts, tb
+
+
+def _is_vfr(pts: list[int], tb: Fraction, fps: Fraction | None) -> bool:
+    if len(pts) < 3:
+        return False
+    deltas = np.diff(np.sort(np.asarray(pts, dtype=np.int64)))
+    deltas = deltas[deltas > 0]
+    if deltas.size == 0:
+        return False
+    med = float(np.median(deltas))
+    # Timebase rounding (e.g. 29.97 fps in 1 ms ticks alternates 33/34) is not VFR: allow 1 tick + 2 %.
+    tol = 1.0 + 0.02 * med
+    if float(deltas.max()) - float(deltas.min()) > 2 * tol:
+        return True
+    if fps is not None:
+        expected = float(1 / (fps * tb))
+        return abs(med - expected) > tol
+    return False
+
+
+def probe(path: str | os.PathLike[str], exact: bool = False) -> Probe:
+    """Probe a video file. Raises BadInput when it is missing, empty, not a video, or a still image.
+
+    `exact=True` additionally decodes every frame to count them (slow; for containers whose packets
+    do not map 1:1 to frames)."""
+    p = Path(path)
+    if not p.exists():
+        raise BadInput(f"target video not found: {p}")
+    if p.stat().st_size == 0:
+        raise BadInput(f"target video is empty (0 bytes): {p}")
+    info = _ffprobe_json(["-show_streams", "-show_format"], str(p))
+    streams = info.get("streams") or []
+    video = [s for s in streams if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")]
+    if not video:
+        raise BadInput(f"not a video (no video stream): {p}")
+    vs = video[0]
+    fmt = info.get("format") or {}
+    fmt_name = fmt.get("format_name", "")
+    if fmt_name in ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif_pipe") or vs.get(
+        "codec_name"
+    ) in ("png", "mjpeg", "bmp", "webp", "tiff") and fmt_name.endswith("_pipe"):
+        raise BadInput(f"not a video (a still image, format {fmt_name}): {p}")
+    pts, tb = _packet_times(str(p))
+    frames = len(pts)
+    if exact:
+        frames = _count_decoded_frames(str(p))
+    if frames <= 1 and vs.get("codec_name") in ("png", "mjpeg", "bmp", "webp", "tiff", "gif"):
+        raise BadInput(f"not a video (a single image): {p}")
+    if frames == 0:
+        raise BadInput(f"video has no frames: {p}")
+    r_rate = _fraction(vs.get("r_frame_rate"))
+    avg_rate = _fraction(vs.get("avg_frame_rate"))
+    vfr = _is_vfr(pts, tb, r_rate)
+    if vfr:
+        fps = nearest_standard_rate(avg_rate or r_rate or Fraction(25))
+    else:
+        fps = r_rate or avg_rate or Fraction(25)
+        if fps > 240 and avg_rate:  # e.g. 90000/1 from a timebase: use the average instead
+            fps = avg_rate
+    rot = _rotation(vs)
+    w, h = int(vs["width"]), int(vs["height"])
+    if rot in (90, 270):
+        w, h = h, w
+    dur = vs.get("duration") or fmt.get("duration")
+    if pts and len(pts) > 1:
+        sorted_pts = sorted(pts)
+        step = Fraction(1) / fps
+        duration = float((sorted_pts[-1] - sorted_pts[0]) * tb + step)
+    else:
+        duration = float(dur or 0.0)
+    audio = [
+        {
+            "index": s.get("index"),
+            "codec": s.get("codec_name"),
+            "channels": s.get("channels"),
+            "sample_rate": int(s["sample_rate"]) if s.get("sample_rate") else None,
+            "duration": float(s["duration"]) if s.get("duration") else None,
+        }
+        for s in streams
+        if s.get("codec_type") == "audio"
+    ]
+    claimed = vs.get("nb_frames")
+    return Probe(
+        path=str(p),
+        width=w,
+        height=h,
+        fps=fps,
+        frames=frames,
+        duration=round(duration, 6),
+        pix_fmt=vs.get("pix_fmt", "unknown"),
+        codec=vs.get("codec_name", "unknown"),
+        rotation=rot,
+        is_vfr=vfr,
+        avg_fps=avg_rate,
+        audio=audio,
+        container_frames=int(claimed) if claimed and str(claimed).isdigit() else None,
+    )
+
+
+def _count_decoded_frames(path: str) -> int:
+    cmd = [FFPROBE, "-v", "error", "-select_streams", "v:0", "-count_frames", "-show_entries",
+           "stream=nb_read_frames", "-of", "json", path]
+    proc = subprocess.run(cmd, capture_output=True)
+    _check(proc.returncode, proc.stderr, f"count frames {path}", bad_input=True)
+    streams = json.loads(proc.stdout or b"{}").get("streams") or [{}]
+    return int(streams[0].get("nb_read_frames") or 0)
+
+
+# --------------------------------------------------------------------------- decode
+
+
+def read_frames(
+    path: str | os.PathLike[str],
+    start: int = 0,
+    end: int | None = None,
+    size: tuple[int, int] | None = None,
+    strict: bool = True,
+) -> Iterator[np.ndarray]:
+    """Yield BGR uint8 frames with index in [start, end), selected by frame number (not timestamp).
+
+    `size` is (width, height) of the decoded frames; probed when omitted. With `strict`, fewer frames
+    than requested raise BadInput (the range runs past the end of the video)."""
+    if size is None:
+        pr = probe(path)
+        size = (pr.width, pr.height)
+        if end is None:
+            end = pr.frames
+    if end is None:
+        raise ValueError("end is required when size is given")
+    if start < 0 or end < start:
+        raise BadInput(f"bad frame range [{start}, {end})")
+    want = end - start
+    if want == 0:
+        return
+    width, height = size
+    frame_bytes = width * height * 3
+    args = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:v:0"]
+    if start > 0:
+        args += ["-vf", f"select=gte(n\\,{start})"]
+    args += ["-fps_mode", "passthrough", "-frames:v", str(want), "-f", "rawvideo", "-pix_fmt", "bgr24", "-"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=frame_bytes)
+    got = 0
+    try:
+        assert proc.stdout is not None
+        while got < want:
+            buf = bytearray(frame_bytes)
+            view = memoryview(buf)
+            n = 0
+            while n < frame_bytes:
+                r = proc.stdout.readinto(view[n:])
+                if not r:
+                    break
+                n += r
+            if n == 0:
+                break
+            if n != frame_bytes:
+                raise FFmpegError(f"decode {path}: truncated frame ({n} of {frame_bytes} bytes)")
+            yield np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3)
+            got += 1
+        proc.stdout.close()
+        err = proc.stderr.read() if proc.stderr else b""
+        rc = proc.wait()
+        _check(rc, err, f"decode {path}", bad_input=True)
+        if strict and got != want:
+            raise BadInput(f"decode {path}: asked for frames [{start}, {end}) but the video ended after {start + got}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# --------------------------------------------------------------------------- encode
+
+
+class FrameWriter:
+    """Encode BGR frames to H.264 (libx264, yuv420p): frames in == frames out, GOP starts at frame 0."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        fps: Fraction | float | str,
+        width: int,
+        height: int,
+        pix_fmt: str = "yuv420p",
+        crf: int = 18,
+        preset: str = "veryfast",
+        threads: int = 0,
+    ) -> None:
+        if width % 2 or height % 2:
+            raise BadInput(f"yuv420p needs even frame sizes, got {width}x{height} (normalise at ingest)")
+        self.path = str(path)
+        self.fps = Fraction(str(fps)) if not isinstance(fps, Fraction) else fps
+        self.width, self.height = width, height
+        self.frames = 0
+        rate = f"{self.fps.numerator}/{self.fps.denominator}"
+        cmd = [
+            FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+            "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}", "-framerate", rate, "-i", "-",
+            "-an", "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", pix_fmt,
+            # No B-frames: mp4 edit lists from B-frame delay make concat durations drift by a frame.
+            "-bf", "0", "-fps_mode", "passthrough", "-video_track_timescale", str(_timescale(self.fps)),
+        ]
+        if threads:
+            cmd += ["-threads", str(threads)]
+        if self.path.endswith(".mp4"):
+            cmd += ["-movflags", "+faststart"]
+        cmd.append(self.path)
+        self._err = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=self._err)
+
+    def write(self, frame: np.ndarray) -> None:
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(f"frame {frame.shape} {frame.dtype} != ({self.height}, {self.width}, 3) uint8")
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+        except BrokenPipeError:
+            self._finish()
+            raise FFmpegError(f"encode {self.path}: ffmpeg exited early")
+        self.frames += 1
+
+    def _finish(self) -> int:
+        if self._proc.stdin and not self._proc.stdin.closed:
+            try:
+                self._proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        rc = self._proc.wait()
+        self._err.seek(0)
+        err = self._err.read()
+        self._err.close()
+        _check(rc, err, f"encode {self.path}")
+        return rc
+
+    def close(self) -> int:
+        """Finish the file and return the number of frames written."""
+        self._finish()
+        return self.frames
+
+    def abort(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> "FrameWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _timescale(fps: Fraction) -> int:
+    """A timescale in which every frame duration is an integer number of ticks (so concat is exact)."""
+    return int(fps.numerator * (1000 if fps.denominator == 1 else 1))
+
+
+# --------------------------------------------------------------------------- normalise / split
+
+
+def normalise_filters(pr: Probe) -> list[str]:
+    """ffmpeg -vf steps that make a probe's video CFR and even-sized (rotation is applied by ffmpeg)."""
+    steps = []
+    if pr.is_vfr:
+        steps.append(f"fps={pr.fps.numerator}/{pr.fps.denominator}")
+    if pr.odd_size:
+        steps.append("pad=ceil(iw/2)*2:ceil(ih/2)*2:0:0:black")
+    return steps
+
+
+def normalise_to_cfr(src: str | os.PathLike[str], dst: str | os.PathLike[str], pr: Probe | None = None) -> Probe:
+    """Re-time a VFR (and/or odd-sized) video to CFR at `pr.fps` into a lossless mezzanine `dst` (.mkv).
+
+    Frames are duplicated/dropped by the fps filter to follow the source's timestamps, so A/V sync is
+    kept and every later frame index refers to this CFR timeline. Audio is not copied (merge muxes the
+    original target's audio)."""
+    pr = pr or probe(src)
+    steps = normalise_filters(pr) or ["null"]
+    rate = f"{pr.fps.numerator}/{pr.fps.denominator}"
+    tmp = f"{dst}.tmp.mkv"
+    run_ffmpeg(
+        ["-i", str(src), "-map", "0:v:0", "-an", "-vf", ",".join(steps), "-r", rate, "-fps_mode", "cfr",
+         *MEZZANINE_CODECS[DEFAULT_MEZZANINE], tmp],
+        f"normalise {src}",
+        bad_input=True,
+    )
+    os.replace(tmp, dst)
+    return probe(dst)
+
+
+def split(
+    src: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    chunk_frames: int,
+    pr: Probe | None = None,
+    codec: str = DEFAULT_MEZZANINE,
+) -> tuple[list[dict[str, int]], Probe]:
+    """Cut `src` into mezzanine pieces `out_dir/<i:05d>/segment.mkv` of `chunk_frames` frames, in ONE
+    decode+encode pass (segment muxer at forced key frames). Normalises VFR/odd sizes on the way.
+
+    Returns (chunks [{"chunk","start","end"}], probe of the normalised timeline). Every piece's frame
+    count is verified."""
+    if chunk_frames < 1:
+        raise BadInput(f"chunk_frames must be >= 1, got {chunk_frames}")
+    pr = pr or probe(src)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rate = f"{pr.fps.numerator}/{pr.fps.denominator}"
+    steps = normalise_filters(pr)
+    with tempfile.TemporaryDirectory(prefix="split-", dir=out) as tmpd:
+        pattern = os.path.join(tmpd, "%05d.mkv")
+        args = ["-i", str(src), "-map", "0:v:0", "-an", "-sn", "-dn"]
+        if steps:
+            args += ["-vf", ",".join(steps)]
+        args += ["-r", rate, "-fps_mode", "cfr" if pr.is_vfr else "passthrough"]
+        args += MEZZANINE_CODECS[codec]
+        if codec == "x264":
+            args += ["-force_key_frames", f"expr:eq(mod(n,{chunk_frames}),0)", "-bf", "0"]
+        args += ["-f", "segment", "-segment_format", "matroska", "-reset_timestamps", "1"]
+        # Boundaries by frame number; the segment muxer cuts at the (forced) key frame at each of them.
+        est = pr.frames if not pr.is_vfr else int(pr.duration * float(pr.fps)) + 2
+        bounds = list(range(chunk_frames, max(est, chunk_frames) + chunk_frames, chunk_frames))
+        args += ["-segment_frames", ",".join(str(b) for b in bounds), pattern]
+        run_ffmpeg(args, f"split {src}", bad_input=True)
+        pieces = sorted(Path(tmpd).glob("*.mkv"))
+        chunks: list[dict[str, int]] = []
+        start = 0
+        for i, piece in enumerate(pieces):
+            n = len(_packet_times(str(piece))[0])
+            if n == 0:
+                continue
+            chunks.append({"chunk": i, "start": start, "end": start + n})
+            start += n
+        for c in chunks[:-1]:
+            if c["end"] - c["start"] != chunk_frames:
+                raise FFmpegError(f"split {src}: chunk {c['chunk']} has {c['end'] - c['start']} frames, "
+                                  f"expected {chunk_frames}")
+        for c, piece in zip(chunks, pieces):
+            dest = out / f"{c['chunk']:05d}"
+            dest.mkdir(parents=True, exist_ok=True)
+            os.replace(piece, dest / "segment.mkv")
+    total = chunks[-1]["end"] if chunks else 0
+    if not pr.is_vfr and total != pr.frames:
+        raise FFmpegError(f"split {src}: pieces hold {total} frames, the target has {pr.frames}")
+    norm = Probe(**{**pr.__dict__})
+    norm.frames = total
+    norm.is_vfr = False
+    norm.width += norm.width % 2
+    norm.height += norm.height % 2
+    norm.duration = float(Fraction(total) / pr.fps)
+    norm.rotation = 0
+    return chunks, norm
+
+
+# --------------------------------------------------------------------------- concat / mux
+
+
+_MP4_AUDIO_COPY = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
+
+
+def concat_segments(segments: Sequence[str | os.PathLike[str]], dst: str | os.PathLike[str]) -> None:
+    """Concatenate H.264 segments without re-encoding (concat demuxer, -c copy)."""
+    if not segments:
+        raise BadInput("nothing to concatenate: no segments")
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
+        for seg in segments:
+            path = os.path.abspath(str(seg)).replace("'", "'\\''")
+            fh.write(f"file '{path}'\n")
+        listing = fh.name
+    try:
+        run_ffmpeg(["-f", "concat", "-safe", "0", "-i", listing, "-map", "0:v:0", "-c", "copy",
+                    "-movflags", "+faststart", str(dst)], "concat segments")
+    finally:
+        os.unlink(listing)
+
+
+def mux_audio(video: str | os.PathLike[str], audio_src: str | os.PathLike[str], dst: str | os.PathLike[str],
+              audio: list[dict[str, Any]] | None = None) -> None:
+    """Put `video`'s video stream and `audio_src`'s audio streams into `dst` (video copied, audio copied
+    when MP4 can hold it, else AAC). Without audio streams the video is copied as is."""
+    if audio is None:
+        audio = probe(audio_src).audio
+    if not audio:
+        shutil.copyfile(video, dst)
+        return
+    codec_args = ["-c:a", "copy"] if all(a.get("codec") in _MP4_AUDIO_COPY for a in audio) else ["-c:a", "aac",
+                                                                                                    "-b:a", "192k"]
+    run_ffmpeg(["-i", str(video), "-i", str(audio_src), "-map", "0:v:0", "-map", "1:a", "-c:v", "copy",
+                *codec_args, "-movflags", "+faststart", str(dst)], "mux audio")
+
+
+def merge(
+    segments: Sequence[str | os.PathLike[str]],
+    audio_src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    expect_frames: int,
+    fps: Fraction,
+) -> Probe:
+    """concat + mux the original audio, then verify frame count and video duration equal the input's."""
+    dst = str(dst)
+    with tempfile.TemporaryDirectory(prefix="merge-", dir=os.path.dirname(os.path.abspath(dst))) as tmpd:
+        video_only = os.path.join(tmpd, "video.mp4")
+        concat_segments(segments, video_only)
+        muxed = os.path.join(tmpd, "out.mp4")
+        mux_audio(video_only, audio_src, muxed)
+        out = probe(muxed)
+        want_dur = float(Fraction(expect_frames) / fps)
+        if out.frames != expect_frames:
+            raise FFmpegError(f"merge: output has {out.frames} frames, input has {expect_frames}")
+        if abs(out.duration - want_dur) > 0.5 / float(fps):
+            raise FFmpegError(f"merge: output video lasts {out.duration:.3f}s, input {want_dur:.3f}s")
+        os.replace(muxed, dst)
+    return probe(dst)
