@@ -1,0 +1,211 @@
+"""The order's quality gate: per-frame metrics -> GX suite -> pass/fail naming chunk, frame, metric.
+
+Called twice by the DAG: ``quality_gate`` (failures feed ``reswap``) and ``final_gate`` (hard
+fail). Both write the GX result to ``<order>/quality/validation.json``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from quality import workarea as wa
+from quality.fallback import fallback_options
+from quality.frames import OrderFrames, chunk_of, load_order_frames
+from quality.identity import load_calibration
+from quality.suite import DEFAULT_SUITE, load_suite_doc, resolve_parameters, validate_frames
+
+log = logging.getLogger(__name__)
+
+#: order keys (DAG Params) that override suite parameters of the same name
+ORDER_KEYS = ("min_id_cosine", "id_mostly", "min_psnr_db", "psnr_mostly", "min_ssim", "ssim_mostly",
+              "max_landmark_jitter_px", "jitter_mostly")
+TABLE_METRICS = {"frame_count", "frame_first", "frame_last"}
+XCOM_FAILURES = 200  # failures listed in to_dict(); counts cover all of them
+XCOM_FAILURES_PER_CHUNK = 25
+
+
+def _num(v: Any) -> Any:
+    """JSON-safe scalar (NaN -> None, numpy -> python)."""
+    if isinstance(v, (np.generic,)):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+@dataclass
+class GateResult:
+    """Outcome of one gate evaluation."""
+
+    passed: bool
+    failing_chunks: list[int]
+    failures: list[dict]
+    summary: dict
+    chunks: list[dict] = field(default_factory=list)
+    validation_uri: str | None = None
+    stage: str = "quality_gate"
+
+    def failures_for(self, chunk: int) -> list[dict]:
+        return [f for f in self.failures if f.get("chunk") == chunk]
+
+    def failure_counts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for f in self.failures:
+            per = out.setdefault(str(f.get("chunk")), {})
+            per[f["metric"]] = per.get(f["metric"], 0) + 1
+        return out
+
+    def reswap_plan(self) -> list[dict]:
+        """One entry per failing chunk: its frame range and the fallback ``--options``."""
+        by_id = {c["chunk"]: c for c in self.chunks}
+        return [
+            {"chunk": i, "start": by_id[i]["start"], "end": by_id[i]["end"],
+             "options": fallback_options(self.failures_for(i))}
+            for i in self.failing_chunks if i in by_id
+        ]
+
+    def message(self, max_items: int = 8) -> str:
+        """One paragraph a person can act on: which chunks, frames and metrics failed."""
+        s = self.summary
+        head = (f"{self.stage}: {'PASSED' if self.passed else 'FAILED'} — {s.get('frames')} frames, "
+                f"{s.get('face_frames')} with a face, calibrated id cosine mean {s.get('id_cosine_mean')} "
+                f"min {s.get('id_cosine_min')}, min PSNR outside face {s.get('psnr_min_db')} dB")
+        if self.passed:
+            return head
+        parts = []
+        for chunk, counts in self.failure_counts().items():
+            worst = [f for f in self.failures if str(f.get("chunk")) == chunk][:max_items]
+            details = "; ".join(
+                f"frame {f['frame']}: {f['metric']}={_fmt(f['value'])} (needs {_cmp(f)})" for f in worst)
+            more = sum(counts.values()) - len(worst)
+            parts.append(f"chunk {chunk} [{', '.join(f'{m}×{n}' for m, n in counts.items())}]: {details}"
+                         + (f" … and {more} more" if more > 0 else ""))
+        failed = ", ".join(s.get("failed_expectations", []))
+        return f"{head}. Failed expectations: {failed}. " + " | ".join(parts)
+
+    def to_dict(self) -> dict:
+        """JSON-able, size-capped form for XCom."""
+        by_chunk = {str(i): self.failures_for(i)[:XCOM_FAILURES_PER_CHUNK] for i in self.failing_chunks}
+        return {
+            "stage": self.stage, "passed": self.passed, "failing_chunks": list(self.failing_chunks),
+            "failures": self.failures[:XCOM_FAILURES], "failures_total": len(self.failures),
+            "failures_by_chunk": by_chunk, "failure_counts": self.failure_counts(),
+            "reswap": self.reswap_plan(), "summary": self.summary,
+            "validation_uri": self.validation_uri, "message": self.message(),
+        }
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def _cmp(f: dict) -> str:
+    m = f["metric"]
+    if m == "landmark_jitter_px":
+        return f"≤ {f['threshold']}"
+    if isinstance(f["threshold"], (int, float)) and not isinstance(f["threshold"], bool) and m not in TABLE_METRICS:
+        return f"≥ {f['threshold']}"
+    return str(f["threshold"])
+
+
+def _frame_failures(of: OrderFrames, expected_frames: int) -> list[dict]:
+    """Missing and extra frames, attributed to the chunk whose range should hold them."""
+    seen = set(of.df["frame"].tolist())
+    out = []
+    for fr in sorted(set(range(expected_frames)) - seen):
+        out.append({"chunk": chunk_of(of.chunks, fr), "frame": fr, "metric": "frame_missing",
+                    "value": None, "threshold": f"0..{expected_frames - 1}"})
+    for _, row in of.df[of.df["frame"] >= expected_frames].iterrows():
+        out.append({"chunk": int(row["chunk"]), "frame": int(row["frame"]), "metric": "frame_extra",
+                    "value": int(row["frame"]), "threshold": f"0..{expected_frames - 1}"})
+    return out
+
+
+def _failures_from_validation(validation: dict) -> list[dict]:
+    out = []
+    for r in validation["results"]:
+        if r["success"]:
+            continue
+        meta = r["expectation_config"].get("meta", {})
+        metric, name = meta.get("metric"), meta.get("name")
+        if name in TABLE_METRICS:
+            continue  # attributed frame by frame in _frame_failures
+        for row in r.get("result", {}).get("unexpected_index_list") or []:
+            value = row.get(metric) if metric in row else None
+            if metric == "frame":
+                metric_name, value = "frame_duplicate", row.get("frame")
+            else:
+                metric_name = metric
+            out.append({"chunk": int(row["chunk"]), "frame": int(row["frame"]), "metric": metric_name,
+                        "value": _num(value), "threshold": meta.get("threshold"), "expectation": name})
+    return out
+
+
+def _summary(of: OrderFrames, validation: dict, params: dict, expected_frames: int) -> dict:
+    df = of.df
+    faces = df[df["faces_target"] > 0]
+
+    def stat(series: pd.Series, fn: str) -> float | None:
+        s = series.dropna()
+        if s.empty:
+            return None
+        return round(float(getattr(np, fn)(s.to_numpy())), 4)
+
+    failed = [r["expectation_config"].get("meta", {}).get("name") for r in validation["results"]
+              if not r["success"]]
+    try:
+        cal_version = load_calibration(of.recognizer).version
+    except LookupError:
+        cal_version = None
+    return {
+        "frames": int(len(df)), "expected_frames": int(expected_frames), "chunks": len(of.chunks),
+        "face_frames": int(len(faces)), "swapped_frames": int(df["swapped"].fillna(False).astype(bool).sum()),
+        "face_found_frames": int(faces["face_found_after"].sum()),
+        "id_cosine_mean": stat(faces["id_cosine"], "mean"), "id_cosine_min": stat(faces["id_cosine"], "min"),
+        "id_cosine_p01": (round(float(np.nanpercentile(faces["id_cosine"], 1)), 4)
+                          if faces["id_cosine"].notna().any() else None),
+        "id_cosine_raw_mean": stat(faces["id_cosine_raw"], "mean"),
+        "psnr_min_db": stat(df["psnr_outside_db"], "min"), "psnr_mean_db": stat(df["psnr_outside_db"], "mean"),
+        "ssim_min": stat(df["ssim_outside"], "min"),
+        "jitter_max_px": stat(df["landmark_jitter_px"], "max"),
+        "recognizer": of.recognizer, "calibration": cal_version,
+        "thresholds": {k: params.get(k) for k in ("min_id_cosine", "id_mostly", "min_psnr_db", "min_ssim",
+                                                   "max_landmark_jitter_px")},
+        "expectations": len(validation["results"]),
+        "expectations_passed": sum(1 for r in validation["results"] if r["success"]),
+        "failed_expectations": failed,
+    }
+
+
+def evaluate(order_dir: str, order: dict, expected_frames: int, *, stage: str = "quality_gate",
+             suite_path: str = str(DEFAULT_SUITE)) -> GateResult:
+    """Validate every frame of the order in ``order_dir`` against the suite.
+
+    ``order`` supplies thresholds (``min_id_cosine``, ``min_psnr_db``, …; suite defaults
+    otherwise); ``expected_frames`` is the input video's frame count from the probe. Writes
+    ``quality/validation.json`` (and ``quality/<stage>.json``) into the order dir.
+    """
+    of = load_order_frames(order_dir)
+    params = resolve_parameters(load_suite_doc(suite_path), {k: order.get(k) for k in ORDER_KEYS})
+    params.update(expected_frames=int(expected_frames), last_frame=int(expected_frames) - 1)
+    validation = validate_frames(of.df, params, suite_path)
+    failures = [*of.problems, *_frame_failures(of, expected_frames), *_failures_from_validation(validation)]
+    failures.sort(key=lambda f: (f["chunk"] if f["chunk"] is not None else 1 << 30, f["frame"] or 0))
+    passed = bool(validation["success"]) and not failures
+    failing = sorted({f["chunk"] for f in failures if f["chunk"] is not None})
+    summary = _summary(of, validation, params, expected_frames)
+    summary["stage"] = stage
+    validation["meta"]["facefactory"] = {"stage": stage, "passed": passed, "failing_chunks": failing,
+                                         "summary": summary}
+    uri = wa.join(order_dir, "quality", "validation.json")
+    wa.write_json(uri, validation)
+    wa.write_json(wa.join(order_dir, "quality", f"{stage}.json"), validation)
+    result = GateResult(passed=passed, failing_chunks=failing, failures=failures, summary=summary,
+                        chunks=of.chunks, validation_uri=uri, stage=stage)
+    log.info("%s", result.message())
+    return result
