@@ -1,0 +1,336 @@
+"""Swap one chunk: mezzanine frames in, H.264 segment + per-frame metrics + done.json out.
+
+done.json is written last and carries the spec hash: a re-run with the same spec returns the stored
+result at once ("cached": true), so retries and re-triggered orders never redo finished chunks.
+Metrics are measured on the *encoded* segment (decoded back), so PSNR includes the encoder's loss.
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from faceworker import video
+from faceworker.errors import BadInput
+from faceworker.logs import Logger, Progress, get_logger
+from faceworker.spec import ChunkSpec, done_matches, done_record, sha256_bytes, spec_hash
+from faceworker.workarea import OrderArea, WorkArea, open_store, scratch
+
+SessionFactory = Callable[..., Any]
+MeasureFn = Callable[..., dict[str, Any]]
+
+EMBEDDING_KEYS = ("embedding", "output_embedding", "swapped_embedding")
+
+
+def _default_session_factory(**kwargs: Any) -> Any:
+    from faceworker.frame_pipeline import SwapSession
+
+    return SwapSession(**kwargs)
+
+
+def _default_measure(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    from faceworker.metrics import measure_frame
+
+    return measure_frame(*args, **kwargs)
+
+
+def decode_image(data: bytes, what: str) -> np.ndarray:
+    """Decode image bytes to BGR, BadInput when empty or unreadable."""
+    if not data:
+        raise BadInput(f"{what} is empty (0 bytes)")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None or img.size == 0:
+        raise BadInput(f"{what} is not a readable image")
+    return img
+
+
+def load_source(area: OrderArea, selector: str | None = None) -> tuple[Any, np.ndarray, bytes]:
+    """(SourceFace, stored source embedding, its raw .npy bytes) from the order's input/."""
+    from faceworker.source import load_source_face
+
+    emb_bytes = area.read_bytes("input/source_embedding.npy")
+    stored = np.load(io.BytesIO(emb_bytes)).astype(np.float32)
+    meta: dict[str, Any] = area.read_json("input/source_face.json") if area.exists("input/source_face.json") else {}
+    rel = area.find_input("source")
+    image = decode_image(area.read_bytes(rel), f"source photo {area.uri(rel)}")
+    source = load_source_face(image, selector=selector or meta.get("selector", "largest"))
+    # Identity metrics must compare against the embedding the order recorded (and hashed).
+    source.embedding = stored
+    source.warnings = list(dict.fromkeys([*source.warnings, *meta.get("warnings", [])]))
+    return source, stored, emb_bytes
+
+
+def load_reference(area: OrderArea, ref: str, tmp: Path) -> tuple[np.ndarray, bytes]:
+    """A reference identity for face_selector=reference: an .npy embedding or a photo (largest face)."""
+    if ref.startswith("s3://") or ref.startswith("file://"):
+        parent, _, name = ref.rpartition("/")
+        data = open_store(parent).read_bytes(name)
+    elif Path(ref).is_absolute():
+        path = Path(ref)
+        if not path.exists():
+            raise BadInput(f"reference not found: {ref}")
+        data = path.read_bytes()
+    else:
+        data = area.read_bytes(ref)
+    if ref.endswith(".npy"):
+        return np.load(io.BytesIO(data)).astype(np.float32), data
+    from faceworker.faces import FaceAnalyzer
+
+    image = decode_image(data, f"reference photo {ref}")
+    analyzer = FaceAnalyzer(detect_scale=1.0)
+    faces = analyzer.detect(image)
+    if not faces:
+        raise BadInput(f"no face found in the reference photo {ref}")
+    return np.asarray(analyzer.embed(image, faces[0]), np.float32), data
+
+
+def _mezzanine_offset(area: OrderArea, spec: ChunkSpec) -> int:
+    """Index of spec.start inside chunks/<i>/segment.mkv (a reswap may cover part of a piece)."""
+    if not area.exists("chunks/chunks.json"):
+        return 0
+    for entry in area.read_json("chunks/chunks.json"):
+        if int(entry["chunk"]) == spec.chunk:
+            if not (int(entry["start"]) <= spec.start and spec.end <= int(entry["end"])):
+                raise BadInput(f"frames [{spec.start}, {spec.end}) are outside chunk {spec.chunk} "
+                               f"[{entry['start']}, {entry['end']})")
+            return spec.start - int(entry["start"])
+    raise BadInput(f"chunk {spec.chunk} is not in chunks/chunks.json")
+
+
+class _MaskStore:
+    """Keeps FrameInfo objects between swap and metrics with their full-frame masks PNG-compressed,
+    so a 512-frame 1080p chunk does not hold a GB of masks in memory."""
+
+    def __init__(self) -> None:
+        self._items: list[tuple[Any, dict[str, bytes]]] = []
+
+    def add(self, info: Any, shape: tuple[int, int]) -> None:
+        packed: dict[str, bytes] = {}
+        attrs = getattr(info, "__dict__", None)
+        if attrs is not None:
+            for name, value in list(attrs.items()):
+                if isinstance(value, np.ndarray) and value.shape == shape and value.dtype == np.uint8:
+                    ok, buf = cv2.imencode(".png", value, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+                    if ok:
+                        packed[name] = buf.tobytes()
+                        setattr(info, name, None)
+        self._items.append((info, packed))
+
+    def get(self, i: int) -> Any:
+        info, packed = self._items[i]
+        for name, data in packed.items():
+            setattr(info, name, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED))
+        return info
+
+    def release(self, i: int) -> None:
+        info, packed = self._items[i]
+        for name in packed:
+            setattr(info, name, None)
+
+
+def _stage_times(info: Any) -> tuple[float, float]:
+    """(detect seconds, swap seconds) from a FrameInfo's per-stage timings, whatever their spelling."""
+    timings = getattr(info, "timings", None) or {}
+    detect = swap = 0.0
+    for key, value in timings.items():
+        try:
+            sec = float(value) / (1000.0 if key.endswith("_ms") else 1.0)
+        except (TypeError, ValueError):
+            continue
+        if "detect" in key or "landmark" in key or "track" in key:
+            detect += sec
+        elif "total" not in key:
+            swap += sec
+    return detect, swap
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    cos = [r["id_cosine_raw"] for r in rows if r.get("id_cosine_raw") is not None]
+    psnr = [r["psnr_outside_db"] for r in rows if r.get("psnr_outside_db") is not None]
+    return {
+        "faces_frames": sum(1 for r in rows if (r.get("faces_target") or 0) > 0),
+        "swapped_frames": sum(1 for r in rows if r.get("swapped")),
+        "face_found_after_frames": sum(1 for r in rows if r.get("face_found_after")),
+        "mean_id_cosine_raw": round(float(np.mean(cos)), 4) if cos else None,
+        "min_psnr_db": round(float(np.min(psnr)), 2) if psnr else None,
+        "warnings": sorted({w for r in rows for w in (r.get("warnings") or [])}),
+    }
+
+
+def _result(spec: ChunkSpec, area: OrderArea, done: dict[str, Any], cached: bool) -> dict[str, Any]:
+    return {
+        "order": spec.order,
+        "chunk": spec.chunk,
+        "start": spec.start,
+        "end": spec.end,
+        "frames": int(done["frames"]),
+        "spec_hash": done["spec_hash"],
+        "cached": cached,
+        "segment": area.uri(area.swapped_rel(spec.chunk, "segment.mp4")),
+        "metrics": area.uri(area.swapped_rel(spec.chunk, "metrics.json")),
+        "embeddings": area.uri(area.swapped_rel(spec.chunk, "embeddings.npy")),
+        "done": area.uri(area.swapped_rel(spec.chunk, "done.json")),
+        "timings": done.get("timings", {}),
+        "summary": done.get("summary", {}),
+    }
+
+
+def run_chunk(
+    spec: ChunkSpec,
+    session_factory: SessionFactory | None = None,
+    measure: MeasureFn | None = None,
+    log: Logger | None = None,
+) -> dict[str, Any]:
+    """Run (or find already done) one swap chunk; returns the contract's swap-chunk result dict."""
+    spec.validate()
+    log = (log or get_logger()).bind(order=spec.order, chunk=spec.chunk)
+    area = WorkArea(spec.work).order(spec.order)
+    t_total = time.perf_counter()
+
+    emb_bytes = area.read_bytes("input/source_embedding.npy")
+    done_rel = area.swapped_rel(spec.chunk, "done.json")
+    with scratch("faceworker-chunk-") as tmp:
+        ref_emb: np.ndarray | None = None
+        ref_sha: str | None = None
+        if spec.face_selector == "reference":
+            ref_emb, ref_raw = load_reference(area, str(spec.reference), tmp)
+            ref_sha = sha256_bytes(ref_raw)
+        h = spec_hash(spec, sha256_bytes(emb_bytes), ref_sha)
+        if area.exists(done_rel):
+            try:
+                done = area.read_json(done_rel)
+            except BadInput:
+                done = None
+            if done_matches(done, h, spec.frames):
+                log.info("chunk_cached", spec_hash=h, frames=spec.frames)
+                return _result(spec, area, done, cached=True)
+            log.info("chunk_stale_checkpoint", spec_hash=h, old=(done or {}).get("spec_hash"))
+        return _run(spec, area, h, tmp, ref_emb, session_factory or _default_session_factory,
+                    measure or _default_measure, log, t_total)
+
+
+def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarray | None,
+         session_factory: SessionFactory, measure: MeasureFn, log: Logger, t_total: float) -> dict[str, Any]:
+    log.info("chunk_start", start=spec.start, end=spec.end, frames=spec.frames, swapper=spec.swapper,
+             enhancer=spec.enhancer, spec_hash=h)
+    offset = _mezzanine_offset(area, spec)
+    mezz = area.stage(area.chunk_rel(spec.chunk), tmp)
+    mp = video.probe(mezz)
+    if mp.frames < offset + spec.frames:
+        raise BadInput(f"chunk {spec.chunk} mezzanine has {mp.frames} frames, need {offset + spec.frames}")
+    source, source_emb, _ = load_source(area)
+    session = session_factory(
+        source=source, swapper=spec.swapper, options=spec.swapper_options(), model_dir=spec.model_dir,
+        face_selector=spec.face_selector, reference_embedding=ref_emb, enhancer=spec.enhancer,
+    )
+    seg_local = tmp / "segment.mp4"
+    t = {"decode_s": 0.0, "detect_s": 0.0, "swap_s": 0.0, "encode_s": 0.0, "metrics_s": 0.0}
+    infos = _MaskStore()
+    progress = Progress(log, spec.frames, event="swap_progress")
+    shape = (mp.height, mp.width)
+    writer = video.FrameWriter(seg_local, mp.fps, mp.width, mp.height, crf=spec.crf, preset=spec.preset)
+    try:
+        frames = video.read_frames(mezz, offset, offset + spec.frames, size=(mp.width, mp.height))
+        for i in range(spec.frames):
+            t0 = time.perf_counter()
+            frame = next(frames)
+            t1 = time.perf_counter()
+            out, info = session.process(frame, spec.start + i)
+            t2 = time.perf_counter()
+            writer.write(out)
+            t3 = time.perf_counter()
+            d, s = _stage_times(info)
+            if d == 0.0 and s == 0.0:
+                s = t2 - t1
+            t["decode_s"] += t1 - t0
+            t["detect_s"] += d
+            t["swap_s"] += s
+            t["encode_s"] += t3 - t2
+            infos.add(info, shape)
+            progress.step(spec.start + i)
+        frames.close()
+        t0 = time.perf_counter()
+        written = writer.close()
+        t["encode_s"] += time.perf_counter() - t0
+    except BaseException:
+        writer.abort()
+        raise
+    out_probe = video.probe(seg_local)
+    if written != spec.frames or out_probe.frames != spec.frames:
+        raise video.FFmpegError(f"segment has {out_probe.frames} frames, expected {spec.frames}")
+
+    # Metrics on the encoded output, against the original (mezzanine) frames.
+    t0 = time.perf_counter()
+    analyzer = getattr(session, "analyzer", None)
+    rows: list[dict[str, Any]] = []
+    embs = np.full((spec.frames, source_emb.shape[0]), np.nan, np.float32)
+    originals = video.read_frames(mezz, offset, offset + spec.frames, size=(mp.width, mp.height))
+    outputs = video.read_frames(seg_local, 0, spec.frames, size=(mp.width, mp.height))
+    mprog = Progress(log, spec.frames, event="metrics_progress")
+    for i, (orig, outf) in enumerate(zip(originals, outputs)):
+        info = infos.get(i)
+        row = dict(measure(orig, outf, info, source_emb, analyzer))
+        infos.release(i)
+        for key in EMBEDDING_KEYS:
+            if key in row:
+                vec = row.pop(key)
+                if vec is not None:
+                    embs[i] = np.asarray(vec, np.float32).reshape(-1)[: embs.shape[1]]
+        row.setdefault("frame", spec.start + i)
+        row.setdefault("chunk", spec.chunk)
+        rows.append(row)
+        mprog.step(spec.start + i)
+    if len(rows) != spec.frames:
+        raise video.FFmpegError(f"metrics covered {len(rows)} frames, expected {spec.frames}")
+    t["metrics_s"] = time.perf_counter() - t0
+
+    recognizer = getattr(getattr(analyzer, "recognizer", None), "name", "dlib_resnet_v1")
+    metrics_doc = {"order": spec.order, "chunk": spec.chunk, "start": spec.start, "end": spec.end,
+                   "recognizer": recognizer, "swapper": spec.swapper, "enhancer": spec.enhancer,
+                   "source_warnings": list(getattr(source, "warnings", []) or []), "frames": rows}
+    summary = _summary(rows)
+    t["total_s"] = time.perf_counter() - t_total
+    timings = {k: round(v, 3) for k, v in t.items()}
+    timings["fps"] = round(spec.frames / t["total_s"], 2) if t["total_s"] > 0 else None
+
+    # Upload: payload first, done.json LAST (the checkpoint).
+    area.publish(seg_local, area.swapped_rel(spec.chunk, "segment.mp4"))
+    area.write_bytes(area.swapped_rel(spec.chunk, "metrics.json"),
+                     json.dumps(_clean(metrics_doc), default=_json_default, allow_nan=False).encode())
+    buf = io.BytesIO()
+    np.save(buf, embs)
+    area.write_bytes(area.swapped_rel(spec.chunk, "embeddings.npy"), buf.getvalue())
+    done = done_record(spec, h, spec.frames, timings, summary)
+    area.write_json(area.swapped_rel(spec.chunk, "done.json"), done)
+    log.info("chunk_done", frames=spec.frames, timings=timings, summary=summary)
+    return _result(spec, area, done, cached=False)
+
+
+def _clean(value: Any) -> Any:
+    """NaN/inf are not JSON: they become null (the schema's "no value")."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _clean(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+        return None if isinstance(value, float) and not np.isfinite(value) else value
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

@@ -1,0 +1,370 @@
+"""The order work area (docs/contracts.md layout) on a local disk or in S3.
+
+Why not fsspec/s3fs: boto3 is already a dependency, is what the Airflow amazon provider uses, and its
+standard retry mode plus a plain endpoint override (moto, MinIO) is all the worker needs. Workers stage
+S3 objects into a local temp dir, run ffmpeg on local files, and upload results (done.json last).
+Local writes are atomic (temp file + rename) so a killed worker never leaves a half file that looks done.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlparse
+
+from faceworker.errors import BadInput, TransientError
+
+_ORDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_rel(rel: str) -> str:
+    """Validate a relative key: no empty, '.' or '..' segments, no leading slash."""
+    if not isinstance(rel, str) or not rel:
+        raise BadInput("empty path in the work area")
+    parts = rel.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise BadInput(f"bad path in the work area: {rel!r} (empty, '.' or '..' segment)")
+    return rel
+
+
+def check_order_id(order_id: str) -> str:
+    if not isinstance(order_id, str) or not _ORDER_ID.match(order_id) or ".." in order_id:
+        raise BadInput(f"bad order id {order_id!r}: use letters, digits, '.', '_' or '-' (max 128)")
+    return order_id
+
+
+class Store(Protocol):
+    """Key/value view of a root (local dir or S3 prefix); keys are '/'-separated and pre-validated."""
+
+    def uri(self, key: str) -> str: ...
+    def read_bytes(self, key: str) -> bytes: ...
+    def write_bytes(self, key: str, data: bytes) -> None: ...
+    def exists(self, key: str) -> bool: ...
+    def download_to(self, key: str, local: Path) -> Path: ...
+    def upload_from(self, local: Path, key: str) -> None: ...
+    def list(self, prefix: str) -> list[str]: ...
+    def local_path(self, key: str) -> Path | None: ...
+
+
+class LocalStore:
+    """A directory on the local disk (also `file://`)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).absolute()
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def uri(self, key: str) -> str:
+        return str(self._path(key))
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise BadInput(f"missing in the work area: {self.uri(key)}") from exc
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, dest)
+        except BaseException:
+            _unlink(tmp)
+            raise
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def download_to(self, key: str, local: Path) -> Path:
+        src = self._path(key)
+        if not src.exists():
+            raise BadInput(f"missing in the work area: {src}")
+        local = Path(local)
+        if local.exists() and os.path.samefile(src, local):
+            return local
+        local.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, local)
+        return local
+
+    def upload_from(self, local: Path, key: str) -> None:
+        dest = self._path(key)
+        if dest.exists() and os.path.samefile(local, dest):
+            return
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(local, tmp)
+            os.replace(tmp, dest)
+        except BaseException:
+            _unlink(tmp)
+            raise
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        if not base.exists():
+            return []
+        return sorted(
+            str(p.relative_to(self.root)).replace(os.sep, "/")
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        )
+
+
+class S3Store:
+    """`s3://bucket/prefix` through boto3 (standard retry mode; endpoint from the environment)."""
+
+    def __init__(self, bucket: str, prefix: str = "", client: Any = None) -> None:
+        if not bucket:
+            raise BadInput("s3 URI without a bucket")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = make_s3_client()
+        return self._client
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+    def read_bytes(self, key: str) -> bytes:
+        with _s3_errors(self.uri(key)):
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        with _s3_errors(self.uri(key)):
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            with _s3_errors(self.uri(key), passthrough=True):
+                self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise _translate_client_error(exc, self.uri(key)) from exc
+
+    def download_to(self, key: str, local: Path) -> Path:
+        local = Path(local)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        with _s3_errors(self.uri(key)):
+            self.client.download_file(self.bucket, self._key(key), str(local))
+        return local
+
+    def upload_from(self, local: Path, key: str) -> None:
+        with _s3_errors(self.uri(key)):
+            self.client.upload_file(str(local), self.bucket, self._key(key))
+
+    def list(self, prefix: str) -> list[str]:
+        full = self._key(prefix).rstrip("/") + "/"
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        out: list[str] = []
+        with _s3_errors(self.uri(prefix)):
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+                out.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
+        return sorted(out)
+
+
+def make_s3_client() -> Any:
+    """boto3 S3 client honouring FACEFACTORY_S3_ENDPOINT_URL / AWS_ENDPOINT_URL, standard retries."""
+    import boto3
+    from botocore.config import Config
+
+    endpoint = os.environ.get("FACEFACTORY_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None
+    cfg = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=10, read_timeout=60)
+    return boto3.client("s3", endpoint_url=endpoint, config=cfg)
+
+
+def _translate_client_error(exc: Exception, uri: str) -> Exception:
+    code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+    status = int(getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    if code in ("404", "NoSuchKey", "NotFound"):
+        return BadInput(f"missing in the work area: {uri}")
+    if code in ("NoSuchBucket",):
+        return BadInput(f"bucket does not exist: {uri}")
+    if status >= 500 or code in ("SlowDown", "Throttling", "RequestTimeout", "InternalError", "ServiceUnavailable"):
+        return TransientError(f"S3 {code or status} on {uri}")
+    if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        return BadInput(f"S3 access denied ({code}) on {uri}")
+    return exc
+
+
+@contextmanager
+def _s3_errors(uri: str, passthrough: bool = False) -> Iterator[None]:
+    """Map botocore errors: connection problems -> TransientError, 404 -> BadInput."""
+    from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
+    from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
+
+    try:
+        yield
+    except ClientError as exc:
+        if passthrough:
+            raise
+        raise _translate_client_error(exc, uri) from exc
+    except (EndpointConnectionError, BotoConnectionError, ReadTimeoutError) as exc:
+        raise TransientError(f"S3 connection problem on {uri}: {exc}") from exc
+    except BotoCoreError as exc:
+        if "Could not connect" in str(exc) or "timed out" in str(exc).lower():
+            raise TransientError(f"S3 connection problem on {uri}: {exc}") from exc
+        raise
+
+
+def open_store(root: str) -> Store:
+    """Parse a work root: local path, `file://` URI or `s3://bucket/prefix`."""
+    if not root:
+        raise BadInput("empty work area root")
+    parsed = urlparse(root)
+    if parsed.scheme == "s3":
+        return S3Store(parsed.netloc, parsed.path)
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise BadInput(f"file:// URI with a host is not supported: {root}")
+        return LocalStore(unquote(parsed.path))
+    if parsed.scheme and len(parsed.scheme) > 1:
+        raise BadInput(f"unsupported work area URI scheme {parsed.scheme!r}: {root}")
+    return LocalStore(root)
+
+
+class OrderArea:
+    """One order's prefix `<root>/orders/<order_id>/` with the contract's file names as helpers."""
+
+    def __init__(self, store: Store, order_id: str) -> None:
+        self.store = store
+        self.order_id = check_order_id(order_id)
+        self.prefix = f"orders/{self.order_id}"
+
+    # keys -------------------------------------------------------------------
+    def key(self, rel: str) -> str:
+        return f"{self.prefix}/{check_rel(rel)}"
+
+    def uri(self, rel: str) -> str:
+        return self.store.uri(self.key(rel))
+
+    @staticmethod
+    def chunk_rel(chunk: int, name: str = "segment.mkv") -> str:
+        return f"chunks/{int(chunk):05d}/{name}"
+
+    @staticmethod
+    def swapped_rel(chunk: int, name: str) -> str:
+        return f"swapped/{int(chunk):05d}/{name}"
+
+    # I/O --------------------------------------------------------------------
+    def read_bytes(self, rel: str) -> bytes:
+        return self.store.read_bytes(self.key(rel))
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        self.store.write_bytes(self.key(rel), data)
+
+    def read_json(self, rel: str) -> Any:
+        try:
+            return json.loads(self.read_bytes(rel))
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"not valid JSON: {self.uri(rel)}") from exc
+
+    def write_json(self, rel: str, data: Any) -> None:
+        self.write_bytes(rel, (json.dumps(data, indent=1, sort_keys=True, default=str) + "\n").encode())
+
+    def exists(self, rel: str) -> bool:
+        return self.store.exists(self.key(rel))
+
+    def download_to(self, rel: str, local: str | os.PathLike[str]) -> Path:
+        return self.store.download_to(self.key(rel), Path(local))
+
+    def upload_from(self, local: str | os.PathLike[str], rel: str) -> None:
+        self.store.upload_from(Path(local), self.key(rel))
+
+    def list(self, rel_prefix: str) -> list[str]:
+        """Relative names (to the order prefix) of the files under `rel_prefix`."""
+        strip = len(self.prefix) + 1
+        return [k[strip:] for k in self.store.list(self.key(rel_prefix))]
+
+    def find_input(self, stem: str) -> str:
+        """The rel path of `input/<stem>.<ext>` (e.g. source.png); BadInput when absent or ambiguous."""
+        hits = [r for r in self.list("input") if r.rsplit("/", 1)[-1].rsplit(".", 1)[0] == stem]
+        if not hits:
+            raise BadInput(f"no input/{stem}.* in {self.uri('input')}")
+        if len(hits) > 1:
+            raise BadInput(f"several input/{stem}.* in {self.uri('input')}: {hits}")
+        return hits[0]
+
+    def local_path(self, rel: str) -> Path | None:
+        return self.store.local_path(self.key(rel))
+
+    def stage(self, rel: str, tmpdir: str | os.PathLike[str]) -> Path:
+        """A local file with the content of `rel`: the file itself for a local root, else a download."""
+        direct = self.local_path(rel)
+        if direct is not None:
+            if not direct.exists():
+                raise BadInput(f"missing in the work area: {direct}")
+            return direct
+        return self.download_to(rel, Path(tmpdir) / rel)
+
+    def output_path(self, rel: str, tmpdir: str | os.PathLike[str]) -> Path:
+        """Where to write `rel` locally before `publish`: a temp file (atomically renamed/uploaded later)."""
+        path = Path(tmpdir) / "out" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def publish(self, local: str | os.PathLike[str], rel: str) -> str:
+        self.upload_from(local, rel)
+        return self.uri(rel)
+
+
+class WorkArea:
+    """The work root (FACEFACTORY_WORK_ROOT): `WorkArea(root).order(order_id)`."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        root = str(root) if root else os.environ.get("FACEFACTORY_WORK_ROOT", "")
+        if not root:
+            home = os.environ.get("FACEFACTORY_HOME")
+            if not home:
+                raise BadInput("no work area: pass --work or set FACEFACTORY_WORK_ROOT")
+            root = os.path.join(home, "work")
+        self.root = root
+        self.store = open_store(root)
+
+    def order(self, order_id: str) -> OrderArea:
+        return OrderArea(self.store, order_id)
+
+
+@contextmanager
+def scratch(prefix: str = "faceworker-") -> Iterator[Path]:
+    """A local temp dir for staged inputs and outputs; removed afterwards."""
+    base = os.environ.get("FACEFACTORY_SCRATCH") or None
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=base) as d:
+        yield Path(d)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
