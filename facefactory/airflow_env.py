@@ -28,18 +28,15 @@ DEFAULT_USER = "admin"
 
 
 def facefactory_home() -> Path:
-    """FACEFACTORY_HOME (contracts: default <repo>/var); the spine's settings win when present."""
-    try:
-        from facefactory import settings  # type: ignore[attr-defined]
+    """FACEFACTORY_HOME as the spine's settings resolve it (default <repo>/var)."""
+    from facefactory import settings
 
-        home = getattr(settings, "facefactory_home", None)
-        if callable(home):
-            return Path(home())
-        if home:
-            return Path(home)
-    except ImportError:
-        pass
-    return Path(os.environ.get("FACEFACTORY_HOME") or REPO / "var")
+    return settings.load().home
+
+
+def embedded_airflow_home() -> Path:
+    """AIRFLOW_HOME of the embedded default: $FACEFACTORY_HOME/airflow."""
+    return facefactory_home() / "airflow"
 
 
 def free_port(host: str = "127.0.0.1") -> int:

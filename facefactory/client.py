@@ -1,0 +1,249 @@
+"""Orders over the Airflow REST API v2, with the official `apache-airflow-client`.
+
+For people (and scripts) who do not want to write HTTP: submit an order (idempotent: the run id
+is `order__<order_id>`, a second submit returns the existing run), read its state and its mapped
+task instances, wait for it, and fetch the published URI from the `publish` task's XCom.
+Server URL and credentials come from the environment, defaulting to the embedded Airflow that
+`facefactory up` starts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from airflow_client import client as af
+
+from operators.order_schema import run_id_for
+
+ORDER_DAG = "face_swap_order"
+PUBLISH_TASK = "publish"
+TERMINAL = {"success", "failed"}
+FAILED_TI = {"failed", "upstream_failed"}
+
+
+class ClientError(RuntimeError):
+    """Server unreachable, login refused, or the API said no (message says which)."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Where the Airflow API is and who we are."""
+
+    url: str
+    username: str
+    password: str
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> ServerConfig:
+        """FACEFACTORY_AIRFLOW_URL/_USER/_PASSWORD; defaults = the embedded `facefactory up`."""
+        env = os.environ if environ is None else environ
+        url = env.get("FACEFACTORY_AIRFLOW_URL") or "http://127.0.0.1:8080"
+        user = env.get("FACEFACTORY_AIRFLOW_USER") or "admin"
+        password = env.get("FACEFACTORY_AIRFLOW_PASSWORD") or _embedded_password(user, env)
+        return cls(url=url.rstrip("/"), username=user, password=password)
+
+
+def _embedded_password(user: str, env: Any) -> str:
+    """The password SimpleAuthManager generated for the embedded default (empty if none)."""
+    from facefactory.airflow_env import embedded_airflow_home
+
+    path = Path(env.get("AIRFLOW_HOME") or embedded_airflow_home()) / \
+        "simple_auth_manager_passwords.json.generated"
+    try:
+        return str(json.loads(path.read_text()).get(user, ""))
+    except (OSError, ValueError):
+        return ""
+
+
+def fetch_token(cfg: ServerConfig, timeout: float = 30) -> str:
+    """JWT from POST /auth/token (SimpleAuthManager and FAB both serve it)."""
+    body = json.dumps({"username": cfg.username, "password": cfg.password}).encode()
+    req = urllib.request.Request(f"{cfg.url}/auth/token", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return str(json.load(resp)["access_token"])
+    except urllib.error.HTTPError as exc:
+        raise ClientError(f"login as {cfg.username!r} at {cfg.url} refused: HTTP {exc.code} "
+                          f"{exc.read().decode(errors='replace')[:300]}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise ClientError(f"cannot reach Airflow at {cfg.url}: {exc}") from exc
+
+
+@dataclass
+class TaskState:
+    task_id: str
+    map_index: int
+    state: str | None
+    try_number: int
+
+    @property
+    def label(self) -> str:
+        return self.task_id if self.map_index < 0 else f"{self.task_id}[{self.map_index}]"
+
+
+@dataclass
+class RunStatus:
+    """One order run as the API sees it."""
+
+    run_id: str
+    state: str
+    conf: dict[str, Any]
+    tasks: list[TaskState] = field(default_factory=list)
+    published_uri: str | None = None
+    failure: dict[str, Any] | None = None   # {"task", "reason"} of the first failed task
+    created: bool | None = None             # submit: False when the run already existed
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "state": self.state, "created": self.created,
+                "published_uri": self.published_uri, "failure": self.failure,
+                "order_id": self.conf.get("order_id"),
+                "tasks": [{"task": t.label, "state": t.state, "try": t.try_number}
+                          for t in self.tasks]}
+
+
+class OrderClient:
+    """Thin, typed wrapper over DagRunApi / TaskInstanceApi / XComApi for face_swap_order."""
+
+    def __init__(self, cfg: ServerConfig | None = None, dag_id: str = ORDER_DAG) -> None:
+        self.cfg = cfg or ServerConfig.from_env()
+        self.dag_id = dag_id
+        conf = af.Configuration(host=self.cfg.url, access_token=fetch_token(self.cfg))
+        self.api = af.ApiClient(conf)
+        self.dag_runs = af.DagRunApi(self.api)
+        self.tis = af.TaskInstanceApi(self.api)
+        self.xcoms = af.XComApi(self.api)
+        self.dags = af.DAGApi(self.api)
+
+    def is_paused(self) -> bool:
+        return bool(self._call(self.dags.get_dag, self.dag_id).is_paused)
+
+    def unpause(self) -> None:
+        self._call(self.dags.patch_dag, self.dag_id, af.DAGPatchBody(is_paused=False))
+
+    def submit(self, order: dict[str, Any]) -> RunStatus:
+        """Trigger `order__<order_id>`; HTTP 409 means it exists already: return that run."""
+        run_id = run_id_for(order["order_id"])
+        body = af.TriggerDAGRunPostBody(dag_run_id=run_id, conf=order, logical_date=None)
+        try:
+            self.dag_runs.trigger_dag_run(self.dag_id, body)
+            created = True
+        except af.ApiException as exc:
+            if exc.status != 409:
+                raise ClientError(_api_message("trigger", exc)) from exc
+            created = False
+        status = self.status(run_id)
+        status.created = created
+        return status
+
+    def status(self, run_id: str) -> RunStatus:
+        """Run state, every (mapped) task instance, failure reason, published URI."""
+        run = self._call(self.dag_runs.get_dag_run, self.dag_id, run_id)
+        tis = self._call(self.tis.get_task_instances, self.dag_id, run_id, limit=1000)
+        tasks = sorted((TaskState(t.task_id, t.map_index, _enum(t.state), t.try_number)
+                        for t in tis.task_instances), key=lambda t: (t.task_id, t.map_index))
+        status = RunStatus(run_id=run_id, state=_enum(run.state) or "", conf=run.conf or {},
+                           tasks=tasks)
+        if status.state == "success":
+            status.published_uri = self.published_uri(run_id)
+        failed = [t for t in tasks if t.state in FAILED_TI]
+        root = next((t for t in failed if t.state == "failed"), failed[0] if failed else None)
+        if root is not None:
+            status.failure = {"task": root.label, "reason": self.failure_reason(run_id, root)}
+        return status
+
+    def wait(self, run_id: str, timeout_s: float = 3600, poll_s: float = 5,
+             on_change: Any = None) -> RunStatus:
+        """Poll until the run is success/failed (TimeoutError after timeout_s)."""
+        deadline = time.monotonic() + timeout_s
+        seen = ""
+        while True:
+            run = self._call(self.dag_runs.get_dag_run, self.dag_id, run_id)
+            state = _enum(run.state) or ""
+            if on_change is not None and state != seen:
+                on_change(state)
+            seen = state
+            if state in TERMINAL:
+                return self.status(run_id)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{run_id} still {state} after {timeout_s:.0f}s")
+            time.sleep(poll_s)
+
+    def published_uri(self, run_id: str) -> str | None:
+        """The `publish` task's return value: a URI string, or a dict with `uri`/`url`."""
+        try:
+            entry = self.xcoms.get_xcom_entry(self.dag_id, PUBLISH_TASK, run_id, "return_value",
+                                              stringify=False)
+        except af.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise ClientError(_api_message("xcom", exc)) from exc
+        value = getattr(entry.actual_instance, "value", None)
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return value
+        if isinstance(value, dict):
+            for key in ("uri", "published_uri", "url", "presigned_url"):
+                if value.get(key):
+                    return str(value[key])
+        return None if value is None else str(value)
+
+    def failure_reason(self, run_id: str, task: TaskState) -> str:
+        """Last error line of the failed task's log (the exception message)."""
+        try:
+            log = self.tis.get_log(self.dag_id, run_id, task.task_id, max(task.try_number, 1),
+                                   full_content=True, map_index=task.map_index)
+        except af.ApiException as exc:
+            return f"(log unavailable: HTTP {exc.status})"
+        return _last_error(log.content)
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except af.ApiException as exc:
+            raise ClientError(_api_message(fn.__name__, exc)) from exc
+
+
+def _enum(value: Any) -> str | None:
+    return None if value is None else str(getattr(value, "value", value))
+
+
+def _api_message(what: str, exc: Any) -> str:
+    detail = exc.body or exc.reason
+    try:
+        detail = json.loads(detail).get("detail", detail)
+    except (TypeError, ValueError, AttributeError):
+        pass
+    return f"{what}: HTTP {exc.status}: {detail}"
+
+
+def _last_error(content: Any) -> str:
+    """Pick the most telling line from a structured (or plain) task log."""
+    lines: list[tuple[str, str]] = []
+    items = getattr(content, "actual_instance", content)
+    for item in items if isinstance(items, list) else [items]:
+        item = getattr(item, "actual_instance", item)
+        if hasattr(item, "event"):
+            extra = getattr(item, "additional_properties", {}) or {}
+            level = str(extra.get("level", "")).lower()
+            text = str(item.event)
+            if extra.get("error_detail"):
+                detail = extra["error_detail"]
+                if isinstance(detail, list) and detail and isinstance(detail[-1], dict):
+                    text = f"{detail[-1].get('exc_type')}: {detail[-1].get('exc_value')}"
+            lines.append((level, text))
+        else:
+            for line in str(item).splitlines():
+                lines.append(("error" if "error" in line.lower() else "", line))
+    errors = [t for lvl, t in lines if lvl in ("error", "critical")]
+    if errors:
+        return errors[-1][:2000]
+    return lines[-1][1][:2000] if lines else "(empty log)"
