@@ -1,0 +1,79 @@
+"""Pure parts of the media steps: chunk ranges, map-length cap, probe reading, caps."""
+from __future__ import annotations
+
+import pytest
+
+from operators import config, media
+
+
+def test_chunk_ranges_tile_the_video() -> None:
+    ranges = media.chunk_ranges(75, 32)
+    assert ranges == [
+        {"chunk": 0, "start": 0, "end": 32},
+        {"chunk": 1, "start": 32, "end": 64},
+        {"chunk": 2, "start": 64, "end": 75},
+    ]
+    assert media.chunk_ranges(64, 32)[-1] == {"chunk": 1, "start": 32, "end": 64}
+    assert media.chunk_ranges(5, 96) == [{"chunk": 0, "start": 0, "end": 5}]
+
+
+def test_chunks_grow_to_respect_max_map_length() -> None:
+    assert media.effective_chunk_frames(1000, 96, 1024) == 96
+    size = media.effective_chunk_frames(250_000, 96, 1024)
+    assert size == 245 and len(media.chunk_ranges(250_000, size)) <= 1024
+    with pytest.raises(ValueError):
+        media.effective_chunk_frames(0, 96, 1024)
+
+
+PROBE = {"frames": 75, "fps": "25/1", "fps_float": 25.0, "width": 640, "height": 360,
+         "duration": 3.0, "is_vfr": False, "audio": [{"codec": "aac"}]}
+
+
+def test_video_info_from_engine_probe() -> None:
+    info = media.VideoInfo.from_probe(PROBE)
+    assert (info.frames, info.fps, info.width, info.height, info.has_audio, info.vfr) == (
+        75, 25.0, 640, 360, True, False)
+    no_float = {k: v for k, v in PROBE.items() if k != "fps_float"} | {"fps": "30000/1001", "audio": []}
+    info = media.VideoInfo.from_probe(no_float)
+    assert info.fps == pytest.approx(29.97, abs=1e-3) and not info.has_audio
+    with pytest.raises(media.BadOrder, match="not a readable video"):
+        media.VideoInfo.from_probe({"codec": "png"})
+
+
+def test_caps_refuse_long_big_or_huge_videos(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACEFACTORY_MAX_DURATION_S", "2")
+    monkeypatch.setenv("FACEFACTORY_MAX_WIDTH", "320")
+    monkeypatch.setenv("FACEFACTORY_MAX_INPUT_BYTES", "100")
+    cfg = config.run_time(use_variables=False)
+    info = media.VideoInfo.from_probe(PROBE)
+    with pytest.raises(media.BadOrder, match="3.0s long"):
+        media.check_caps(info, 10, cfg)
+    monkeypatch.setenv("FACEFACTORY_MAX_DURATION_S", "600")
+    with pytest.raises(media.BadOrder, match="640x360"):
+        media.check_caps(info, 10, config.run_time(use_variables=False))
+    monkeypatch.setenv("FACEFACTORY_MAX_WIDTH", "3840")
+    with pytest.raises(media.BadOrder, match="bytes"):
+        media.check_caps(info, 1000, config.run_time(use_variables=False))
+    media.check_caps(info, 10, config.run_time(use_variables=False))
+
+
+def test_worker_exit_codes_map_to_retry_policy(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    fake = tmp_path / "faceworker"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$1" in\n'
+        '  ok) echo \'{"log": 1}\'; echo \'{"frames": 3}\';;\n'
+        '  bad) echo \'{"error": "no face in the source photo"}\'; exit 2;;\n'
+        "  flaky) exit 75;;\n"
+        "esac\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setattr(media, "faceworker_cmd", lambda: [str(fake)])
+    assert media.run_worker(["ok"], timeout_s=10) == {"frames": 3}
+    with pytest.raises(AirflowFailException, match="no face in the source photo"):
+        media.run_worker(["bad"], timeout_s=10)
+    with pytest.raises(AirflowException, match="transient") as err:
+        media.run_worker(["flaky"], timeout_s=10)
+    assert not isinstance(err.value, AirflowFailException)
