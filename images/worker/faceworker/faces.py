@@ -84,12 +84,13 @@ class FaceAnalyzer:
             out.append((bbox, float(s)))
         return out
 
-    def detect_boxes(self, bgr: np.ndarray) -> list[tuple[tuple[int, int, int, int], float]]:
+    def detect_boxes(self, bgr: np.ndarray, scale: float | None = None) -> list[tuple[tuple[int, int, int, int], float]]:
         """Boxes + HOG scores: downscaled first, then full scale, then one upsampling."""
         gray = _to_gray(bgr)
+        scale = self.detect_scale if scale is None else scale
         tries = []
-        if self.detect_scale < 1.0:
-            tries.append((self.detect_scale, self.upsample))
+        if scale < 1.0:
+            tries.append((scale, self.upsample))
         tries.append((1.0, self.upsample))
         if self.upsample == 0:
             tries.append((1.0, 1))
@@ -101,16 +102,44 @@ class FaceAnalyzer:
                 return found
         return []
 
+    def detect_near(self, bgr_or_gray: np.ndarray, box: tuple[int, int, int, int], margin: float = 0.8,
+                    face_px: float = 100.0) -> tuple[tuple[int, int, int, int], float] | None:
+        """Re-detect one face in a window around `box`, scaled so the face is ~face_px wide.
+
+        Costs a few ms instead of a full-frame pass, and unlike re-running only the landmark
+        predictor (which returns a face-like shape anywhere) it says when the face is gone.
+        """
+        gray = _to_gray(bgr_or_gray)
+        h, w = gray.shape[:2]
+        x0, y0, x1, y1 = box
+        s = max(x1 - x0, y1 - y0, 1)
+        cx0, cy0 = max(0, int(x0 - margin * s)), max(0, int(y0 - margin * s))
+        cx1, cy1 = min(w, int(x1 + margin * s)), min(h, int(y1 + margin * s))
+        if cx1 - cx0 < 40 or cy1 - cy0 < 40:
+            return None
+        scale = min(1.0, face_px / s)
+        crop = gray[cy0:cy1, cx0:cx1]
+        found = self._detect_rects(np.ascontiguousarray(crop), scale, 0)
+        if not found and scale < 1.0:
+            found = self._detect_rects(np.ascontiguousarray(crop), min(1.0, 1.4 * scale), 0)
+        if not found:
+            return None
+        centre = np.array([(x0 + x1) / 2 - cx0, (y0 + y1) / 2 - cy0])
+        (bx0, by0, bx1, by1), score = min(
+            found, key=lambda b: float(np.hypot((b[0][0] + b[0][2]) / 2 - centre[0], (b[0][1] + b[0][3]) / 2 - centre[1]))
+        )
+        return (bx0 + cx0, by0 + cy0, bx1 + cx0, by1 + cy0), score
+
     def landmarks(self, bgr_or_gray: np.ndarray, bbox: tuple[int, int, int, int]) -> np.ndarray:
         gray = _to_gray(bgr_or_gray)
         shape = self._predictor(gray, _rect(bbox))
         return np.asarray([(p.x, p.y) for p in shape.parts()], np.float32)
 
-    def detect(self, bgr: np.ndarray) -> list[Face]:
-        """All faces, largest first, with full-resolution landmarks."""
+    def detect(self, bgr: np.ndarray, scale: float | None = None) -> list[Face]:
+        """All faces, largest first, with full-resolution landmarks (`scale` overrides detect_scale)."""
         gray = _to_gray(bgr)
         faces = []
-        for bbox, score in self.detect_boxes(gray):
+        for bbox, score in self.detect_boxes(gray, scale):
             lm = self.landmarks(gray, bbox)
             faces.append(Face(bbox=bbox, landmarks=lm, score=score))
         faces.sort(key=lambda f: -f.size)

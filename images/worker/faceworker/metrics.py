@@ -1,0 +1,119 @@
+"""Per-frame quality metrics (docs/contracts.md, "Per-frame metrics").
+
+Identity: the swapped face is re-detected in the (encoded) output and embedded with the same
+recognizer as the source. Background: PSNR/SSIM of output vs original *outside* the dilated
+swap mask, where nothing should have changed apart from encoder loss.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+
+from faceworker.faces import FaceAnalyzer
+from faceworker.frame_pipeline import FrameInfo
+from faceworker.types import Face
+
+PSNR_CAP_DB = 100.0  # identical regions: JSON has no "inf", so PSNR is capped here
+
+
+def psnr_outside(original: np.ndarray, output: np.ndarray, mask: np.ndarray | None) -> float:
+    """PSNR (dB, 8-bit) over the pixels where mask == 0; capped at PSNR_CAP_DB."""
+    keep = np.full(original.shape[:2], 255, np.uint8) if mask is None else np.where(mask == 0, 255, 0).astype(np.uint8)
+    n = int(cv2.countNonZero(keep))
+    if n == 0:
+        return PSNR_CAP_DB
+    sq = cv2.norm(original, output, cv2.NORM_L2SQR, mask=keep)
+    mse = float(sq) / (n * (original.shape[2] if original.ndim == 3 else 1))
+    if mse <= 1e-10:
+        return PSNR_CAP_DB
+    return float(min(PSNR_CAP_DB, 10.0 * math.log10(255.0 * 255.0 / mse)))
+
+
+def ssim_outside(original: np.ndarray, output: np.ndarray, mask: np.ndarray | None) -> float:
+    """Mean SSIM (grey, Gaussian σ=1.5 window) over the pixels where mask == 0."""
+    a = cv2.cvtColor(original, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    b = cv2.cvtColor(output, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(x, (11, 11), 1.5)
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a * mu_a
+    var_b = blur(b * b) - mu_b * mu_b
+    cov = blur(a * b) - mu_a * mu_b
+    smap = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    keep = np.ones(a.shape, bool) if mask is None else (mask == 0)
+    if not keep.any():
+        return 1.0
+    return float(smap[keep].mean())
+
+
+def find_output_face(output: np.ndarray, near: Face, analyzer: FaceAnalyzer) -> Face | None:
+    """Detect a face in the output around where the swapped face should be (a crop: cheap, and the right person)."""
+    x0, y0, x1, y1 = near.bbox
+    s = max(x1 - x0, y1 - y0)
+    h, w = output.shape[:2]
+    cx0, cy0 = max(0, x0 - s), max(0, y0 - s)
+    cx1, cy1 = min(w, x1 + s), min(h, y1 + s)
+    crop = np.ascontiguousarray(output[cy0:cy1, cx0:cx1])
+    scale = 1.0 if s < 200 else analyzer.detect_scale
+    faces = analyzer.detect(crop, scale=scale)
+    if not faces:
+        return None
+    centre = np.array([(x0 + x1) / 2 - cx0, (y0 + y1) / 2 - cy0])
+    best = min(faces, key=lambda f: float(np.linalg.norm(f.landmarks.mean(0) - centre)))
+    return Face(bbox=(best.bbox[0] + cx0, best.bbox[1] + cy0, best.bbox[2] + cx0, best.bbox[3] + cy0),
+                landmarks=best.landmarks + np.array([cx0, cy0], np.float32), score=best.score)
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+
+def measure_frame(
+    original_bgr: np.ndarray,
+    output_bgr: np.ndarray,
+    info: FrameInfo,
+    source_embedding: np.ndarray,
+    analyzer: FaceAnalyzer,
+    target_embedding: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """One metrics row. The extra key "embedding" (float32 [D] or None) is for embeddings.npy, not JSON."""
+    t0 = time.perf_counter()
+    row: dict[str, Any] = {
+        "frame": info.frame_index,
+        "faces_target": int(info.faces_target),
+        "swapped": bool(info.swapped),
+        "face_found_after": False,
+        "id_cosine_raw": None,
+        "id_dist_source": None,
+        "id_dist_target": None,
+    }
+    emb = None
+    if info.faces:
+        face = find_output_face(output_bgr, info.faces[0], analyzer)
+        if face is not None:
+            row["face_found_after"] = True
+            emb = analyzer.recognizer.embed(output_bgr, face).astype(np.float32)
+            src = np.asarray(source_embedding, np.float32)
+            row["id_cosine_raw"] = _cos(emb, src)
+            row["id_dist_source"] = float(np.linalg.norm(emb - src))
+            tgt = target_embedding if target_embedding is not None else info.faces[0].embedding
+            if tgt is None:
+                tgt = analyzer.recognizer.embed(original_bgr, info.faces[0])
+            row["id_dist_target"] = float(np.linalg.norm(emb - np.asarray(tgt, np.float32)))
+    row["psnr_outside_db"] = psnr_outside(original_bgr, output_bgr, info.mask)
+    row["ssim_outside"] = ssim_outside(original_bgr, output_bgr, info.mask)
+    row["landmark_jitter_px"] = info.landmark_jitter_px
+    row["yaw_deg"] = info.yaw_deg
+    row["warnings"] = list(info.warnings)
+    row["t_detect_ms"] = round(info.timings.get("detect_ms", 0.0), 3)
+    row["t_swap_ms"] = round(info.timings.get("swap_ms", 0.0) + info.timings.get("enhance_ms", 0.0), 3)
+    row["t_metrics_ms"] = round((time.perf_counter() - t0) * 1e3, 3)
+    row["embedding"] = emb
+    return row
