@@ -98,6 +98,7 @@ def create_session(
         log_event("warning", "onnx_provider_unavailable", model=str(model_path), role=role, message=warning)
     opts = _session_options(config)
     t0 = time.perf_counter()
+    fell_back = False
     try:
         session = factory(str(model_path), sess_options=opts, providers=_with_options(providers, config))
     except Exception as exc:  # noqa: BLE001 - any CUDA init error must degrade, not kill the order
@@ -105,12 +106,13 @@ def create_session(
             raise BadInput(f"cannot load ONNX {role} model {model_path}: {exc}") from exc
         log_event("warning", "onnx_cuda_fallback", model=str(model_path), role=role,
                   message=f"CUDA session failed, using CPU: {exc}")
+        fell_back = True
         try:
             session = factory(str(model_path), sess_options=opts, providers=[CPU])
         except Exception as exc2:  # noqa: BLE001
             raise BadInput(f"cannot load ONNX {role} model {model_path}: {exc2}") from exc2
     used = list(session.get_providers())
-    if providers[0] == CUDA and (not used or used[0] != CUDA):
+    if providers[0] == CUDA and not fell_back and (not used or used[0] != CUDA):
         # onnxruntime silently drops CUDA when its libraries fail to load; say so.
         log_event("warning", "onnx_cuda_fallback", model=str(model_path), role=role,
                   message="CUDAExecutionProvider was requested but the session runs on " + ",".join(used))

@@ -132,6 +132,8 @@ class InswapperSwapper:
         """Swapped aligned crops (BGR uint8) for aligned target crops, in batches when the model allows."""
         if self.latent is None:
             raise RuntimeError("prepare(source) must be called before swapping")
+        if not crops_bgr:
+            return []
         blob = self._blob(crops_bgr)
         step = self.batch_size if self.batched else 1
         outs = []
@@ -139,7 +141,7 @@ class InswapperSwapper:
             part = blob[i:i + step]
             src = np.repeat(self.latent, len(part), axis=0)
             outs.append(self.session.run(None, {self.target_name: part, self.source_name: src})[0])
-        pred = np.concatenate(outs) if outs else np.zeros((0, 3, self.size, self.size), np.float32)
+        pred = np.concatenate(outs)
         rgb = np.clip(pred.transpose(0, 2, 3, 1) * 255.0, 0, 255).round().astype(np.uint8)
         return [np.ascontiguousarray(cv2.cvtColor(x, cv2.COLOR_RGB2BGR)) for x in rgb]
 
