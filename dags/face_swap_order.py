@@ -1,0 +1,215 @@
+"""face_swap_order: one customer order = one run.
+
+    ingest -> chunk -> swap[chunk] -> quality_gate -> reswap[failing chunk] -> final_gate -> merge -> publish
+
+The order arrives as the run's conf (the trigger form below, the REST API or bulk_orders); the
+run id is `order__<order_id>`. Media work happens in `operators.media` and the `faceworker`
+engine; the gate in `quality.gate`; this file only wires them. Parsing reads the environment
+only (no DB, no network).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import (
+    AsyncCallback,
+    DeadlineAlert,
+    DeadlineReference,
+    Param,
+    dag,
+    get_current_context,
+    task,
+)
+
+from facefactory import settings as ff_settings
+from operators import config, lineage, media, publish as publishing
+from operators.face_swap_pod import FaceSwapPodOperator, swap_arguments
+from operators.pod_spec import parse_time_settings as swap_parse_settings
+from operators.order_schema import ORDER_FIELDS
+from operators.uris import expand_placeholders
+
+PARSE = config.parse_time()
+SWAP = swap_parse_settings()  # pool gpu_swaps, retries with exponential backoff (env only)
+INPUT_ROOTS = ff_settings.load().input_roots
+
+# Shown in the grid instead of the bare map index.
+CHUNK_LABEL = (
+    "{% set a = task.arguments %}chunk {{ a[a.index('--chunk') + 1] }}"
+    " [{{ a[a.index('--start') + 1] }}-{{ a[a.index('--end') + 1] }})"
+)
+
+
+def order_params() -> dict[str, Param]:
+    """The trigger form, generated from the one order schema (operators.order_schema)."""
+    params: dict[str, Param] = {}
+    for name, spec in ORDER_FIELDS.items():
+        schema = {k: v for k, v in spec.items() if k not in ("default", "section")}
+        default = spec.get("default")
+        if isinstance(default, str):
+            default = expand_placeholders(default, INPUT_ROOTS)
+        params[name] = Param(default, section=spec.get("section"), **schema)
+    return params
+
+
+def deadline_alert() -> DeadlineAlert | None:
+    """Order SLA, off unless FACEFACTORY_DEADLINE_ENABLED (see operators.config.parse_time)."""
+    if not PARSE.deadline_enabled:
+        return None
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=PARSE.deadline,
+        callback=AsyncCallback(
+            "facefactory_deadlines.record_deadline_miss",
+            kwargs={
+                "log_path": str(ff_settings.load().deadline_log),
+                "interval_s": PARSE.deadline.total_seconds(),
+            },
+        ),
+    )
+
+
+def _order() -> dict[str, Any]:
+    """The validated order of the running task (params hold defaults + conf)."""
+    params = get_current_context()["params"]
+    return {name: params.get(name) for name in ORDER_FIELDS}
+
+
+def _arguments(spec: dict[str, Any]) -> list[str]:
+    return spec["arguments"]
+
+
+@dag(
+    dag_id="face_swap_order",
+    description="Swap the face of a source photo into a target video (one order per run).",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=8,
+    params=order_params(),
+    deadline=deadline_alert(),
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(seconds=10),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=5),
+        "execution_timeout": timedelta(minutes=10),
+    },
+    tags=["facefactory", "orders"],
+    doc_md=__doc__,
+)
+def face_swap_order() -> None:
+    @task(execution_timeout=timedelta(minutes=30))
+    def ingest() -> dict[str, Any]:
+        """Validate the order, copy the inputs in, probe the video, embed the source face."""
+        order = _order()
+        problems = config.order_problems(get_current_context()["dag_run"].conf, order)
+        if problems:
+            raise media.BadOrder("invalid order: " + "; ".join(problems))
+        result = media.ingest(order, config.run_time())
+        lineage.record(
+            inputs=[result["source_uri"], result["target_uri"]],
+            outputs=[media.order_dir(config.run_time(), order["order_id"]) / "input"],
+        )
+        return result
+
+    @task(execution_timeout=timedelta(minutes=30))
+    def chunk(ingested: dict[str, Any]) -> list[dict[str, Any]]:
+        """Frame ranges + mezzanine pieces; each spec carries its swap-chunk arguments."""
+        order, cfg = _order(), config.run_time()
+        chunks = media.split(order, ingested, cfg, max_chunks=PARSE.max_map_length)
+        odir = media.order_dir(cfg, order["order_id"])
+        lineage.record(inputs=[ingested["video"]], outputs=[odir / "chunks"])
+        work_root = str(odir.parent.parent)
+        return [
+            {**c, "arguments": swap_arguments(work_root, order["order_id"], c, order)}
+            for c in chunks
+        ]
+
+    @task(execution_timeout=timedelta(minutes=20))
+    def quality_gate(ingested: dict[str, Any]) -> list[dict[str, Any]]:
+        """Validate every frame's metrics; returns the re-swap plan (empty when all passed)."""
+        from quality.gate import evaluate
+
+        order, cfg = _order(), config.run_time()
+        odir = media.order_dir(cfg, order["order_id"])
+        result = evaluate(str(odir), order, int(ingested["frames"]))
+        get_current_context()["ti"].xcom_push(key="gate", value=result.to_dict())
+        lineage.record(inputs=[odir / "swapped"], outputs=[result.validation_uri or odir / "quality"])
+        work_root = str(odir.parent.parent)
+        return [
+            {**plan, "arguments": swap_arguments(
+                work_root, order["order_id"], plan, order, plan.get("options"))}
+            for plan in result.reswap_plan()
+        ]
+
+    @task(trigger_rule="none_failed", execution_timeout=timedelta(minutes=20))
+    def final_gate(ingested: dict[str, Any], plan: list[dict[str, Any]]) -> dict[str, Any]:
+        """Hard stop: fail the run (naming chunk, frame, metric) unless every frame passes."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from quality.gate import evaluate
+
+        context = get_current_context()
+        first = context["ti"].xcom_pull(task_ids="quality_gate", key="gate") or {}
+        if first.get("passed") and not plan:
+            return first
+        order, cfg = _order(), config.run_time()
+        odir = media.order_dir(cfg, order["order_id"])
+        result = evaluate(str(odir), order, int(ingested["frames"]), stage="final_gate")
+        if not result.passed:
+            raise AirflowFailException(result.message())
+        return result.to_dict()
+
+    @task(execution_timeout=timedelta(minutes=30))
+    def merge(ingested: dict[str, Any], gate: dict[str, Any]) -> dict[str, Any]:
+        """Concat the swapped segments, mux the original audio, verify frames and duration."""
+        order, cfg = _order(), config.run_time()
+        merged = media.merge(order, ingested, cfg)
+        odir = media.order_dir(cfg, order["order_id"])
+        lineage.record(
+            inputs=[odir / "swapped", ingested["target_uri"]], outputs=[merged["output_uri"]]
+        )
+        return {**merged, "gate_passed": bool(gate.get("passed")), "summary": gate.get("summary")}
+
+    @task(outlets=[lineage.PUBLISHED], execution_timeout=timedelta(minutes=20))
+    def publish(merged: dict[str, Any]) -> str:
+        """Deliver the video (atomically) and announce it as an Asset event; returns its URI."""
+        from pathlib import Path
+
+        from airflow.sdk.exceptions import AirflowFailException
+
+        if not merged.get("gate_passed"):
+            raise AirflowFailException("refusing to publish: the quality gate did not pass")
+        order, cfg = _order(), config.run_time()
+        prefix = order.get("publish_to") or cfg.settings.publish_to
+        uri = publishing.publish_local(Path(merged["output"]), prefix, order["order_id"])
+        lineage.record(inputs=[merged["output_uri"]], outputs=[uri])
+        context = get_current_context()
+        context["outlet_events"][lineage.PUBLISHED].extra = {
+            "order_id": order["order_id"], "uri": uri, "frames": merged["frames"],
+        }
+        return uri
+
+    ingested = ingest()
+    chunks = chunk(ingested)
+    swapped = FaceSwapPodOperator.partial(
+        task_id="swap",
+        map_index_template=CHUNK_LABEL,
+        execution_timeout=PARSE.swap_timeout,
+        **SWAP,
+    ).expand(arguments=chunks.map(_arguments))
+    plan = quality_gate(ingested)
+    swapped >> plan
+    reswapped = FaceSwapPodOperator.partial(
+        task_id="reswap",
+        map_index_template=CHUNK_LABEL,
+        execution_timeout=PARSE.swap_timeout,
+        **SWAP,
+    ).expand(arguments=plan.map(_arguments))
+    gate = final_gate(ingested, plan)
+    reswapped >> gate
+    publish(merge(ingested, gate))
+
+
+face_swap_order()
