@@ -228,6 +228,7 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     session = session_factory(
         source=source, swapper=spec.swapper, options=spec.swapper_options(), model_dir=spec.model_dir,
         face_selector=spec.face_selector, reference_embedding=ref_emb, enhancer=spec.enhancer,
+        fps=float(mp.fps),
     )
     seg_local = tmp / "segment.mp4"
     t = {"decode_s": 0.0, "detect_s": 0.0, "swap_s": 0.0, "encode_s": 0.0, "metrics_s": 0.0}

@@ -88,4 +88,4 @@ def _jsonable(value: Any) -> Any:
 
 
 def get_logger(**fields: Any) -> Logger:
-    return Logger(fields)
+    return Logger().bind(**fields)
