@@ -177,7 +177,7 @@ def piecewise_affine_warp(
         if sx1 <= sx0 or sy1 <= sy0:
             continue
         patch = np.ascontiguousarray(src_img[sy0:sy1, sx0:sx1])
-        m = cv2.getAffineTransform(s - [sx0, sy0], d - [x0, y0])
+        m = cv2.getAffineTransform((s - [sx0, sy0]).astype(np.float32), (d - [x0, y0]).astype(np.float32))
         warped = cv2.warpAffine(patch, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
         tmask = np.zeros((y1 - y0, x1 - x0), np.uint8)
         cv2.fillConvexPoly(tmask, np.round(d - [x0, y0]).astype(np.int32), 1, lineType=cv2.LINE_8)
