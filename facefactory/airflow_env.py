@@ -35,8 +35,10 @@ def facefactory_home() -> Path:
 
 
 def embedded_airflow_home() -> Path:
-    """AIRFLOW_HOME of the embedded default: $FACEFACTORY_HOME/airflow."""
-    return facefactory_home() / "airflow"
+    """AIRFLOW_HOME of the embedded default: $AIRFLOW_HOME, else $FACEFACTORY_HOME/airflow."""
+    from facefactory import settings
+
+    return settings.airflow_home()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -58,6 +60,7 @@ class AirflowEnv:
     users: str = f"{DEFAULT_USER}:admin"
     dag_refresh_s: int = 30          # how often the dag-processor looks for new DAG files
     paused_at_creation: bool = False  # embedded default: DAGs run as soon as they are parsed
+    gpu_slots: int = 2               # size of pool gpu_swaps
     log_ports: tuple[int, int] = (8793, 8794)  # worker and triggerer log servers (free ones in tests)
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -133,7 +136,12 @@ class AirflowEnv:
         if self.password is not None:
             names = [u.split(":")[0] for u in self.users.split(",") if u.strip()]
             self.passwords_file.write_text(json.dumps({n: self.password for n in names}) + "\n")
+        from facefactory import settings
+
+        settings.write_airflow_cfg(self.airflow_home, self.ff_home)  # the repo's template
         self.airflow("db", "migrate", timeout=300)
+        self.airflow("pools", "set", "gpu_swaps", str(self.gpu_slots),
+                     "swap tasks at once (GPU budget)", timeout=120)
 
     def airflow(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run one `airflow` CLI command against this environment; raise with its output on failure."""

@@ -1,0 +1,85 @@
+"""bulk_orders: turn order manifests dropped in an inbox into face_swap_order runs.
+
+    scan (validate; reject bad manifests now) -> trigger_order[order] (mapped) -> file_processed
+
+Runs on a cron (FACEFACTORY_BULK_SCHEDULE, default every 5 minutes, 'none' = manual only; read
+from the environment because the schedule is needed at parse time) and on demand (Trigger
+button, optional `inbox`/`max_runs` params). The inbox (FACEFACTORY_INBOX, default
+$FACEFACTORY_HOME/inbox, local folder or s3:// prefix) and the cap (FACEFACTORY_BULK_MAX_RUNS)
+are read when the scan runs; Airflow Variables `facefactory_inbox` / `facefactory_bulk_max_runs`
+override them. Each order runs as `order__<order_id>`; a run that exists already is skipped, so
+a re-scan never duplicates work. Rules of the manifests: operators/bulk.py, docs/triggering.md.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import Param, dag, get_current_context, task
+
+from operators import bulk
+
+
+def _runtime(name: str, param: Any, default: str) -> str:
+    """Param (manual trigger) > Variable facefactory_<name> > env FACEFACTORY_<NAME> > default."""
+    if param not in (None, ""):
+        return str(param)
+    from airflow.sdk import Variable
+
+    value = Variable.get(f"facefactory_{name}", default=None)
+    return str(value) if value not in (None, "") else (bulk.setting(name) or default)
+
+
+@dag(
+    dag_id="bulk_orders",
+    description="Scan the order inbox, validate manifests, start one face_swap_order run per order.",
+    schedule=bulk.default_schedule(),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,  # two scans at once would both see (and trigger) the same manifests
+    params={
+        "inbox": Param(None, type=["null", "string"], title="Inbox",
+                       description="Folder or s3:// prefix to scan (empty = configured inbox)."),
+        "max_runs": Param(None, type=["null", "integer"], minimum=1, title="Max runs per scan",
+                          description="Cap on order runs started by this scan (empty = configured)."),
+    },
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
+    tags=["facefactory", "orders", "bulk"],
+    doc_md=__doc__,
+)
+def bulk_orders() -> None:
+    @task
+    def scan() -> dict[str, Any]:
+        """Validate every manifest; file rejected ones with their reasons; plan the runs."""
+        params = get_current_context()["params"]
+        inbox_url = _runtime("inbox", params.get("inbox"), bulk.default_inbox())
+        cap = int(_runtime("bulk_max_runs", params.get("max_runs"), str(bulk.DEFAULT_MAX_RUNS_PER_SCAN)))
+        plan = bulk.scan(bulk.open_inbox(inbox_url), cap)
+        print(f"inbox {inbox_url}: {len(plan.triggers)} runs from {len(plan.accepted)} manifests, "
+              f"{len(plan.rejected)} rejected, {len(plan.deferred)} deferred (cap {cap})")
+        return {"inbox": inbox_url, "triggers": plan.triggers, "accepted": plan.accepted,
+                "rejected": sorted(plan.rejected), "deferred": plan.deferred}
+
+    @task
+    def trigger_kwargs(result: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"trigger_run_id": t["run_id"], "conf": t["conf"]} for t in result["triggers"]]
+
+    @task(trigger_rule="none_failed")
+    def file_processed(result: dict[str, Any]) -> list[str]:
+        """Only after every trigger succeeded (or found its run): move manifests to processed/."""
+        return bulk.file_processed(bulk.open_inbox(result["inbox"]), result["accepted"])
+
+    result = scan()
+    triggered = TriggerDagRunOperator.partial(
+        task_id="trigger_order",
+        trigger_dag_id="face_swap_order",
+        logical_date=None,
+        skip_when_already_exists=True,
+        wait_for_completion=False,
+        map_index_template="{{ task.trigger_run_id }}",
+    ).expand_kwargs(trigger_kwargs(result))
+    triggered >> file_processed(result)
+
+
+bulk_orders()
