@@ -1,0 +1,113 @@
+"""CDN delivery: CloudFront invalidation (polled to completion with a timeout), presigned URLs.
+
+Presigned URLs are bearer tokens for the object until they expire: they go to XCom for the
+customer link, but logs only ever see `redact_url(...)` (scheme, host and path).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+from operators.s3.errors import CdnTimeoutError, classify
+from operators.s3.uris import S3Uri
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Invalidation:
+    """A CloudFront invalidation request and the status it reached."""
+
+    distribution_id: str
+    invalidation_id: str
+    status: str
+    paths: list[str]
+    waited_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def redact_url(url: str) -> str:
+    """The URL without its query (signature, credential scope, expiry): safe to log."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "<redacted>" if parts.query else "", ""))
+
+
+def presign(client: Any, uri: S3Uri, expires_s: int) -> str:
+    """A GET URL for the object valid for `expires_s` seconds (S3 caps it at 7 days with SigV4)."""
+    if not 1 <= expires_s <= 7 * 24 * 3600:
+        raise ValueError(f"presigned URL expiry {expires_s}s: must be between 1 s and 7 days")
+    try:
+        url = client.generate_presigned_url(
+            "get_object", Params={"Bucket": uri.bucket, "Key": uri.key}, ExpiresIn=int(expires_s)
+        )
+    except Exception as exc:  # noqa: BLE001
+        raise classify(exc, "PRESIGN", str(uri)) from exc
+    log.info("presigned GET for %s valid %ds: %s", uri, expires_s, redact_url(url))
+    return str(url)
+
+
+def cdn_path(key: str, origin_path: str = "") -> str:
+    """Path of an object on the CDN when the distribution's origin path is `origin_path`."""
+    origin = origin_path.strip("/")
+    if origin and key.startswith(origin + "/"):
+        key = key[len(origin) + 1 :]
+    return "/" + key
+
+
+def distribution_domain(client: Any, distribution_id: str) -> str:
+    try:
+        response = client.get_distribution(Id=distribution_id)
+    except Exception as exc:  # noqa: BLE001
+        raise classify(exc, "GET distribution", distribution_id) from exc
+    return str(response["Distribution"]["DomainName"])
+
+
+def invalidate(
+    client: Any,
+    distribution_id: str,
+    paths: list[str],
+    *,
+    caller_reference: str | None = None,
+    wait: bool = True,
+    timeout_s: float = 600.0,
+    poll_s: float = 10.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Invalidation:
+    """Create an invalidation for `paths`; with `wait`, poll until Completed or time out.
+
+    The caller reference defaults to a hash of the paths, so a retried task asks CloudFront for
+    the same invalidation instead of paying for a second one.
+    """
+    if not paths:
+        raise ValueError("no paths to invalidate")
+    reference = caller_reference or "ff-" + hashlib.sha256("\n".join(sorted(paths)).encode()).hexdigest()[:32]
+    started = time.monotonic()
+    try:
+        response = client.create_invalidation(
+            DistributionId=distribution_id,
+            InvalidationBatch={"Paths": {"Quantity": len(paths), "Items": list(paths)}, "CallerReference": reference},
+        )
+    except Exception as exc:  # noqa: BLE001
+        raise classify(exc, "CREATE invalidation on", distribution_id) from exc
+    inv_id = str(response["Invalidation"]["Id"])
+    status = str(response["Invalidation"]["Status"])
+    log.info("cloudfront %s: invalidation %s for %d path(s): %s", distribution_id, inv_id, len(paths), status)
+    while wait and status.lower() != "completed":
+        waited = time.monotonic() - started
+        if waited >= timeout_s:
+            raise CdnTimeoutError(
+                f"cloudfront {distribution_id}: invalidation {inv_id} still {status} after {waited:.0f}s "
+                f"(timeout {timeout_s:.0f}s); it continues server-side, the retry will find it"
+            )
+        sleep(min(poll_s, max(0.0, timeout_s - waited)))
+        try:
+            status = str(client.get_invalidation(DistributionId=distribution_id, Id=inv_id)["Invalidation"]["Status"])
+        except Exception as exc:  # noqa: BLE001
+            raise classify(exc, "GET invalidation", f"{distribution_id}/{inv_id}") from exc
+    return Invalidation(distribution_id, inv_id, status, list(paths), round(time.monotonic() - started, 3))

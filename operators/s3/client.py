@@ -1,0 +1,82 @@
+"""botocore clients built from the Airflow connection, with retries and timeouts set.
+
+Credentials come only from the connection (`aws_default` unless told otherwise) through the
+amazon provider's AwsBaseHook; this module never reads, logs or returns them. The endpoint
+(moto, MinIO) comes from the connection extra `endpoint_url`, else FACEFACTORY_S3_ENDPOINT_URL.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.config import Config
+
+DEFAULT_CONN_ID = "aws_default"
+RETRY_MODES = ("standard", "adaptive", "legacy")
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """botocore behaviour; env FACEFACTORY_S3_* sets the defaults, connection config_kwargs win."""
+
+    conn_id: str = DEFAULT_CONN_ID
+    retry_mode: str = "standard"
+    max_attempts: int = 5
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+    endpoint_url: str | None = None
+    region_name: str | None = None
+
+    @classmethod
+    def from_env(cls, conn_id: str = DEFAULT_CONN_ID, env: dict[str, str] | None = None) -> "ClientSettings":
+        env = dict(os.environ if env is None else env)
+        mode = env.get("FACEFACTORY_S3_RETRY_MODE", "standard").strip() or "standard"
+        if mode not in RETRY_MODES:
+            raise ValueError(f"FACEFACTORY_S3_RETRY_MODE={mode!r}: expected one of {', '.join(RETRY_MODES)}")
+        return cls(
+            conn_id=conn_id,
+            retry_mode=mode,
+            max_attempts=int(env.get("FACEFACTORY_S3_MAX_ATTEMPTS", "5") or 5),
+            connect_timeout_s=float(env.get("FACEFACTORY_S3_CONNECT_TIMEOUT_S", "10") or 10),
+            read_timeout_s=float(env.get("FACEFACTORY_S3_READ_TIMEOUT_S", "60") or 60),
+            endpoint_url=(env.get("FACEFACTORY_S3_ENDPOINT_URL") or None),
+            region_name=(env.get("FACEFACTORY_S3_REGION") or None),
+        )
+
+    def botocore_config(self) -> Config:
+        return Config(
+            retries={"mode": self.retry_mode, "max_attempts": self.max_attempts},
+            connect_timeout=self.connect_timeout_s,
+            read_timeout=self.read_timeout_s,
+        )
+
+
+def _hook(settings: ClientSettings, client_type: str) -> Any:
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    hook = AwsBaseHook(aws_conn_id=settings.conn_id, client_type=client_type, region_name=settings.region_name)
+    return hook
+
+
+def make_client(service: str, settings: ClientSettings | None = None) -> Any:
+    """A boto3 client for `service` with the connection's session, endpoint and merged config."""
+    settings = settings or ClientSettings.from_env()
+    hook = _hook(settings, service)
+    wrapper = hook.conn_config
+    config = settings.botocore_config()
+    if wrapper.botocore_config is not None:  # connection extra config_kwargs override ours
+        config = config.merge(wrapper.botocore_config)
+    endpoint = wrapper.get_service_endpoint_url(service_name=service)
+    if endpoint is None and service == "s3":
+        endpoint = settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+    session = hook.get_session(region_name=wrapper.region_name or settings.region_name)
+    return session.client(service, endpoint_url=endpoint, config=config, verify=wrapper.verify)
+
+
+def s3_client(settings: ClientSettings | None = None) -> Any:
+    return make_client("s3", settings)
+
+
+def cloudfront_client(settings: ClientSettings | None = None) -> Any:
+    return make_client("cloudfront", settings)
