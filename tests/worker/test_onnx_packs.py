@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -342,6 +343,8 @@ def test_registry_returns_pack_swapper(model_dir, source, frame_and_face):
         sw.swap(frame, face)
     with pytest.raises(BadInput, match="unknown options"):
         get_swapper("tinyswap", str(model_dir), {"colour": 1})
+    # the CLI's --identity-weight is a classic knob: accepted, ignored
+    assert get_swapper("tinyswap", str(model_dir), {"identity_weight": 0.8, "batch_size": 2}).batch_size == 2
 
 
 def _expected_rgb_offset(model_path: Path, latent: np.ndarray) -> np.ndarray:
@@ -476,3 +479,60 @@ def test_swap_faces_many_in_one_frame(model_dir, source, group):
         assert mask[cy, cx] > 200
     untouched, empty = sw.swap_faces(g_img, [])
     assert np.array_equal(untouched, g_img) and not empty.any()
+
+
+# -- through the engine ---------------------------------------------------------------------------
+def test_swap_session_uses_pack_swapper_and_enhancer(model_dir, tmp_path, source):
+    """The chunk pipeline (frame_pipeline.SwapSession) with a pack swapper + ONNX enhancer on a real frame."""
+    from faceworker.frame_pipeline import SwapSession
+    from faceworker.packs import write_manifest
+
+    models = tmp_path / "models"
+    shutil.copytree(model_dir / "tinyswap", models / "tinyswap")
+    ob.build_enhancer(models / "gfpgan" / "GFPGANv1.4.onnx")
+    write_manifest(models / "gfpgan", "gfpgan", {"enhancer": "GFPGANv1.4.onnx"})
+    frame = ob.on_canvas(ob.astronaut_bgr(), 960, 540, *OFFSET)
+    frame[350:540, 300:812] = 90  # hide the suit's emblem, which dlib HOG takes for a face
+    session = SwapSession(source, swapper="tinyswap", model_dir=str(models), enhancer="gfpgan")
+    assert isinstance(session.swapper, InswapperSwapper) and session.enhancer is not None
+    out, info = session.process(frame, 0)
+    assert info.swapped and info.faces_target == 1
+    changed = (out != frame).any(axis=-1)
+    assert changed.sum() > 3000
+    assert not (changed & (info.mask == 0)).any()
+
+
+@pytest.mark.slow
+def test_cli_swap_chunk_with_pack(model_dir, tmp_path):
+    """`faceworker swap-chunk --swapper <pack> --enhancer gfpgan --model-dir D` on the sample order."""
+    import subprocess
+
+    from faceworker.packs import write_manifest
+
+    models = tmp_path / "models"
+    shutil.copytree(model_dir / "tinyswap", models / "tinyswap")
+    ob.build_enhancer(models / "gfpgan" / "GFPGANv1.4.onnx")
+    write_manifest(models / "gfpgan", "gfpgan", {"enhancer": "GFPGANv1.4.onnx"})
+    fw = [sys.executable, "-m", "faceworker.cli"]
+    env = {**os.environ, "FACEFACTORY_LOG_FORMAT": "json"}
+
+    def run(*args: str) -> tuple[dict, str]:
+        p = subprocess.run([*fw, *args], capture_output=True, text=True, env=env, timeout=300)
+        assert p.returncode == 0, p.stderr[-2000:]
+        return json.loads(p.stdout.strip().splitlines()[-1]), p.stderr
+
+    run("sample", "--out", str(tmp_path / "s"), "--seconds", "1", "--size", "640x360")
+    inp = tmp_path / "w" / "orders" / "o1" / "input"
+    inp.mkdir(parents=True)
+    shutil.copy(tmp_path / "s" / "source.png", inp / "source.png")
+    shutil.copy(tmp_path / "s" / "target.mp4", inp / "target.mp4")
+    work = str(tmp_path / "w")
+    run("embed", "--work", work, "--order", "o1", "--selector", "largest")
+    run("split", "--work", work, "--order", "o1", "--chunk-frames", "25")
+    res, err = run("swap-chunk", "--work", work, "--order", "o1", "--chunk", "0", "--start", "0", "--end", "25",
+                   "--swapper", "tinyswap", "--enhancer", "gfpgan", "--model-dir", str(models))
+    assert res["frames"] == 25 and res["summary"]["swapped_frames"] >= 23
+    assert res["summary"]["min_psnr_db"] >= 30
+    events = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
+    roles = {e["role"]: e["provider"] for e in events if e["event"] == "onnx_session"}
+    assert roles == {"swapper": CPU, "recognizer": CPU, "enhancer": CPU}

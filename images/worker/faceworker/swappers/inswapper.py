@@ -22,6 +22,9 @@ from faceworker.recognizers import ArcFaceRecognizer, recognizer_from_pack
 from faceworker.types import Face, SourceFace
 
 _OPTIONS = {"mask_margin", "mask_blur", "batch_size", "strength"}
+# Accepted for CLI/gate compatibility but meaningless here: the learned model always carries the
+# full source identity (identity_weight), and detector settings belong to the chunk runner.
+_IGNORED = {"identity_weight", "detector"}
 
 
 def load_emap(pack: Pack, spec: ModelSpec, dim: int) -> np.ndarray:
@@ -66,7 +69,10 @@ class InswapperSwapper:
     def __init__(self, pack: Pack, options: dict[str, Any] | None = None, config: RuntimeConfig | None = None,
                  recognizer: ArcFaceRecognizer | None = None) -> None:
         options = dict(options or {})
-        unknown = set(options) - _OPTIONS
+        ignored = sorted(set(options) & _IGNORED)
+        if ignored:
+            log_event("info", "swapper_options_ignored", swapper=pack.name, options=ignored)
+        unknown = set(options) - _OPTIONS - _IGNORED
         if unknown:
             raise BadInput(f"swapper {pack.name!r}: unknown options {sorted(unknown)} (known: {sorted(_OPTIONS)})")
         spec = pack.require("swapper", "onnx")
