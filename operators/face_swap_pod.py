@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.sdk.bases.operator import partial as _sdk_partial
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from kubernetes.client import models as k8s
 
@@ -35,6 +36,7 @@ from operators.pod_spec import (
     default_lookup,
     label_value,
     parse_time_settings,
+    pod_manifest,
 )
 
 if TYPE_CHECKING:
@@ -178,6 +180,15 @@ class FaceSwapPodOperator(KubernetesPodOperator):
         self._settings_applied = False
         self._proc: subprocess.Popen[bytes] | None = None
 
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Mapped tasks take pool/max_active_tis_per_dagrun from partial(), not from __init__
+        defaults (only BaseOperator's OPERATOR_DEFAULTS propagate): inject them here so the
+        scheduler caps GPU pods even when the DAG does not pass them."""
+        for key in ("pool", "max_active_tis_per_dagrun"):
+            kwargs.setdefault(key, _PARSE[key])
+        return _sdk_partial(cls, **kwargs)
+
     # -- configuration ------------------------------------------------------------------
 
     def resolved_runner(self) -> str:
@@ -279,6 +290,8 @@ class FaceSwapPodOperator(KubernetesPodOperator):
     def execute_local(self, context: Context | None) -> dict[str, Any] | None:
         """Run the rendered pod's container here; stream its JSON-line stderr into the task log."""
         pod = self.build_pod_request_obj(context, dry_run=True)
+        if context is not None:  # what this chunk would submit on Kubernetes, visible in the UI
+            context["ti"].xcom_push(key="pod", value=pod_manifest(pod))
         with tempfile.TemporaryDirectory(prefix="faceswap-xcom-") as tmp:
             xcom_path = str(Path(tmp) / "return.json")
             argv, env = local_invocation(pod, xcom_path, local_model_dir())

@@ -301,6 +301,30 @@ def parse_time_settings(lookup: Lookup = env_lookup) -> dict[str, Any]:
     }
 
 
+def pod_manifest(pod: k8s.V1Pod) -> dict[str, Any]:
+    """The pod as the API server would receive it (camelCase), without nulls and empty lists.
+
+    Empty dicts stay: `emptyDir: {}` is meaningful.
+    """
+    from kubernetes.client import ApiClient
+
+    return _prune(ApiClient().sanitize_for_serialization(pod))
+
+
+def pod_yaml(pod: k8s.V1Pod) -> str:
+    import yaml
+
+    return yaml.safe_dump(pod_manifest(pod), sort_keys=False)
+
+
+def _prune(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _prune(v) for k, v in value.items() if v is not None and v != []}
+    if isinstance(value, list):
+        return [_prune(v) for v in value]
+    return value
+
+
 def _deserialize(api: Any, data: dict[str, Any], klass: str) -> Any:
     """Turn a plain dict (as written in a Variable) into a kubernetes model object."""
     return api._ApiClient__deserialize(data, klass)  # the public deserialize() needs an HTTP response

@@ -9,24 +9,20 @@ import json
 import os
 import re
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
 
-if "airflow" not in sys.modules:  # never touch a shared AIRFLOW_HOME
-    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="ff-airflow-")
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException  # noqa: E402
-
-from operators.face_swap_pod import (  # noqa: E402
+from operators.face_swap_pod import (
     FaceSwapPodOperator,
     WorkerFailed,
     local_invocation,
     swap_arguments,
 )
-from operators.pod_spec import XCOM_FILE  # noqa: E402
+from operators.pod_spec import XCOM_FILE
 
 FAKE_WORKER = """\
 #!{python}
