@@ -32,7 +32,7 @@ def test_unauthenticated_calls_are_refused(airflow_server: AirflowServer) -> Non
          "conf": sample_order(airflow_server, "intruder")}, auth=False)
     assert status == 401
     status, _ = airflow_server.request("GET", "/api/v2/dags", auth="not-a-jwt")
-    assert status == 401
+    assert status == 403  # a token that does not verify: Forbidden
     status, _ = airflow_server.request("POST", "/auth/token",
                                        {"username": "admin", "password": "wrong"}, auth=False)
     assert status == 401
