@@ -51,8 +51,8 @@ class Calibration:
             "recognizer": self.recognizer,
             "version": self.version,
             "dim": self.dim,
-            "mean": [float(v) for v in self.mean],
-            "transform": [[float(v) for v in row] for row in self.transform],
+            "mean": [float(f"{v:.7g}") for v in self.mean],
+            "transform": [[float(f"{v:.7g}") for v in row] for row in self.transform],
         }
 
 
