@@ -65,6 +65,8 @@ def make_client(service: str, settings: ClientSettings | None = None) -> Any:
     hook = _hook(settings, service)
     wrapper = hook.conn_config
     config = settings.botocore_config()
+    if service == "s3":  # SigV4 presigned URLs (SigV2 is refused by newer regions and KMS objects)
+        config = config.merge(Config(signature_version="s3v4"))
     if wrapper.botocore_config is not None:  # connection extra config_kwargs override ours
         config = config.merge(wrapper.botocore_config)
     endpoint = wrapper.get_service_endpoint_url(service_name=service)

@@ -103,6 +103,9 @@ def classify(exc: BaseException, action: str, target: str) -> S3Error:
     """
     if isinstance(exc, S3Error):
         return exc
+    inner = exc.__cause__ or exc.__context__
+    if not isinstance(exc, ClientError) and isinstance(inner, ClientError):
+        exc = inner  # boto3's S3UploadFailedError / S3TransferFailedError wrap the real answer
     if isinstance(exc, NoCredentialsError):
         return S3AccessDeniedError(
             f"{action} {target}: no AWS credentials; configure the Airflow connection "

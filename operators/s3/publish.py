@@ -136,9 +136,11 @@ def _b64_sha256(hex_digest: str) -> str:
     return base64.b64encode(bytes.fromhex(hex_digest)).decode()
 
 
-def verify_object(client: Any, uri: S3Uri, size: int, sha256_hex: str) -> str:
-    """Size from HEAD; checksum from the server's full-object SHA-256 when it has one, else by
-    reading the object back. Returns how the checksum was verified."""
+def verify_object(client: Any, uri: S3Uri, size: int, sha256_hex: str, *, single_part: bool) -> str:
+    """Size from HEAD; checksum from the server's SHA-256 when it is a full-object one (a
+    single-part upload, or ChecksumType FULL_OBJECT), else by reading the object back: a
+    multipart checksum is per-part (composite) and servers differ in how they report it.
+    Returns how the checksum was verified."""
     try:
         response = client.head_object(Bucket=uri.bucket, Key=uri.key, ChecksumMode="ENABLED")
     except Exception as exc:  # noqa: BLE001
@@ -146,7 +148,9 @@ def verify_object(client: Any, uri: S3Uri, size: int, sha256_hex: str) -> str:
     if int(response["ContentLength"]) != size:
         raise S3IntegrityError(f"{uri}: {response['ContentLength']} bytes on S3, {size} expected")
     server = response.get("ChecksumSHA256")
-    full_object = server and "-" not in server and response.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT"
+    full_object = bool(server) and "-" not in server and (
+        single_part or response.get("ChecksumType") == "FULL_OBJECT"
+    )
     if full_object:
         if server != _b64_sha256(sha256_hex):
             raise S3IntegrityError(f"{uri}: server SHA-256 {server} differs from the local file's")
@@ -243,7 +247,7 @@ def _upload_temp(
     previous = _exists(client, temp)
     if previous is not None and previous.get("Metadata", {}).get("content-sha256") == digest:
         try:
-            verified = verify_object(client, temp, size, digest)
+            verified = verify_object(client, temp, size, digest, single_part=size < options.multipart_threshold)
             stage("temp_reused")
             return verified
         except S3IntegrityError:
@@ -256,7 +260,7 @@ def _upload_temp(
     except Exception as exc:  # noqa: BLE001
         raise classify(exc, "PUT", str(temp)) from exc
     stage("temp_uploaded")
-    verified = verify_object(client, temp, size, digest)
+    verified = verify_object(client, temp, size, digest, single_part=size < options.multipart_threshold)
     stage("temp_verified")
     return verified
 
