@@ -122,7 +122,10 @@ def run_ffmpeg(args: Sequence[str], what: str, bad_input: bool = False, timeout:
 def _ffprobe_json(args: Sequence[str], path: str) -> dict[str, Any]:
     cmd = [FFPROBE, "-v", "error", "-of", "json", *args, path]
     proc = subprocess.run(cmd, capture_output=True)
-    _check(proc.returncode, proc.stderr, f"probe {path}", bad_input=True)
+    try:
+        _check(proc.returncode, proc.stderr, f"probe {path}", bad_input=True)
+    except BadInput as exc:
+        raise BadInput(f"not a readable video: {path} ({exc})") from exc
     try:
         return json.loads(proc.stdout or b"{}")
     except json.JSONDecodeError as exc:
