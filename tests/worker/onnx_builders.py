@@ -32,7 +32,8 @@ def _dim(batch: int | str) -> int | str:
 
 def build_swapper(path: Path, *, size: int = 128, dim: int = 512, batch: int | str = "N",
                   emap: str | None = "named", seed: int = 0, target_name: str = "target",
-                  source_name: str = "source", output_name: str = "output") -> tuple[Path, np.ndarray]:
+                  source_name: str = "source", output_name: str = "output",
+                  target_type: int = TensorProto.FLOAT) -> tuple[Path, np.ndarray]:
     """target [N,3,S,S] + source [N,D] -> clip(target*0.6 + 0.2 + 0.25*tanh(source @ W) per channel, 0, 1).
 
     emap: "named" (initializer called emap, as the brief's packs), "last" (unnamed last initializer,
@@ -41,12 +42,17 @@ def build_swapper(path: Path, *, size: int = 128, dim: int = 512, batch: int | s
     rng = np.random.default_rng(seed)
     w = (rng.standard_normal((dim, 3)) * 3.0).astype(np.float32)
     emap_m = (np.eye(dim) + 0.2 * rng.standard_normal((dim, dim))).astype(np.float32)
-    nodes = [
+    target_in = target_name
+    nodes = []
+    if target_type != TensorProto.FLOAT:  # e.g. a float16 export: cast in, like fp16 models' first node
+        target_in = "target_f32"
+        nodes.append(helper.make_node("Cast", [target_name], [target_in], to=TensorProto.FLOAT))
+    nodes += [
         helper.make_node("MatMul", [source_name, "W"], ["off"]),
         helper.make_node("Tanh", ["off"], ["off_t"]),
         helper.make_node("Mul", ["off_t", "amp"], ["off_s"]),
         helper.make_node("Unsqueeze", ["off_s", "axes"], ["off4"]),
-        helper.make_node("Mul", [target_name, "gain"], ["t_g"]),
+        helper.make_node("Mul", [target_in, "gain"], ["t_g"]),
         helper.make_node("Add", ["t_g", "bias"], ["t_b"]),
         helper.make_node("Add", ["t_b", "off4"], ["raw"]),
         helper.make_node("Clip", ["raw", "lo", "hi"], [output_name]),
@@ -66,7 +72,7 @@ def build_swapper(path: Path, *, size: int = 128, dim: int = 512, batch: int | s
         inits.append(numpy_helper.from_array(emap_m, "onnx::MatMul_999"))
     graph = helper.make_graph(
         nodes, "tiny_inswapper",
-        [helper.make_tensor_value_info(target_name, TensorProto.FLOAT, [_dim(batch), 3, size, size]),
+        [helper.make_tensor_value_info(target_name, target_type, [_dim(batch), 3, size, size]),
          helper.make_tensor_value_info(source_name, TensorProto.FLOAT, [_dim(batch), dim])],
         [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [_dim(batch), 3, size, size])],
         inits,

@@ -169,6 +169,14 @@ def test_swapper_with_wrong_signature_is_bad_input(model_dir, tmp_path):
         get_swapper("norec", str(tmp_path))
 
 
+def test_fp16_input_is_bad_input(model_dir, tmp_path):
+    pack = _copy_pack(model_dir / "tinyswap", tmp_path, "fp16")
+    ob.build_swapper(pack / "inswapper_128.onnx", target_type=onnx.TensorProto.FLOAT16)
+    _edit_manifest(pack, lambda m: m["models"][0].update(sha256=sha256_file(pack / "inswapper_128.onnx")))
+    with pytest.raises(BadInput, match=r"input 'target' is tensor\(float16\), only float32"):
+        get_swapper("fp16", str(tmp_path))
+
+
 def test_packs_cli_make_and_check(tmp_path, capsys):
     pack = tmp_path / "cli"
     ob.build_swapper(pack / "inswapper_128.onnx")

@@ -129,3 +129,11 @@ def _with_options(providers: list[str], config: RuntimeConfig) -> list[Any]:
 def session_provider(session: ort.InferenceSession) -> str:
     used = session.get_providers()
     return used[0] if used else CPU
+
+
+def require_float32(session: ort.InferenceSession, what: str) -> None:
+    """Every input must be float32: the pre-processing feeds float32 (fp16 exports need a float32 variant)."""
+    for arg in session.get_inputs():
+        if arg.type != "tensor(float)":
+            raise BadInput(f"{what}: input {arg.name!r} is {arg.type}, only float32 inputs are supported "
+                           "(use the float32 export of this model, e.g. inswapper_128.onnx, not _fp16)")

@@ -198,12 +198,13 @@ def verify_io(spec: ModelSpec, session: Any) -> None:
 
 def open_onnx(spec: ModelSpec, config: Any = None) -> Any:
     """InferenceSession for a pack model, its I/O checked against the manifest."""
-    from faceworker.onnx_runtime import create_session
+    from faceworker.onnx_runtime import create_session, require_float32
 
     if spec.format != "onnx":
         raise BadInput(f"{spec.file} ({spec.role}) is a {spec.format} file, not ONNX")
     session = create_session(spec.path, config, role=spec.role)
     verify_io(spec, session)
+    require_float32(session, f"{spec.file} ({spec.role})")
     return session
 
 
