@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 EXIT_BAD_INPUT = 2
+REFERENCE_EMBEDDING = "input/reference_embedding.npy"
 RUNNERS = ("local", "kubernetes")
 _PARSE = parse_time_settings()
 
@@ -69,6 +70,9 @@ def swap_arguments(
         "--face-selector", str(order.get("face_selector") or "one"),
         "--identity-weight", repr(float(order.get("identity_weight", 1.0))),
     ]
+    if order.get("face_selector") == "reference":
+        # written by `faceworker embed --reference` at ingest; relative = inside the order's area
+        args += ["--reference", REFERENCE_EMBEDDING]
     if options:
         args += ["--options", json.dumps(dict(options), sort_keys=True, separators=(",", ":"))]
     if model_dir:

@@ -84,6 +84,9 @@ def test_swap_arguments_follow_the_cli_contract() -> None:
         "--model-dir", "/m", "--xcom-file", XCOM_FILE,
     ]
     assert "--options" not in swap_arguments("w", "o", CHUNK, {})
+    ref = swap_arguments("w", "o", CHUNK, {"face_selector": "reference", "reference": "s3://b/r.jpg"})
+    assert ref[ref.index("--reference") + 1] == "input/reference_embedding.npy"
+    assert "--reference" not in args
 
 
 def test_local_runner_runs_exactly_the_pod_container(tmp_path: Path, fake_worker: Path) -> None:
