@@ -1,0 +1,133 @@
+"""Chunk runner: outputs per contract, frame exactness, done.json checkpoint, offsets, S3 work roots.
+
+The swap itself is a test-only session (conftest.CountingSession) so these tests are fast and can count
+calls; the real engine runs in test_cli's end-to-end test.
+"""
+from __future__ import annotations
+
+import io
+import json
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import CountingSession, fake_measure, prepared_order
+from faceworker import video
+from faceworker.chunk_runner import run_chunk
+from faceworker.errors import BadInput
+from faceworker.spec import ChunkSpec
+
+
+@pytest.fixture(scope="module")
+def order_root(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Path:
+    root = tmp_path_factory.mktemp("work")
+    prepared_order(root, "o1", sample_dir, chunk_frames=15)
+    return root
+
+
+def _spec(root: Path | str, chunk: int = 0, start: int = 0, end: int = 15, **kw: object) -> ChunkSpec:
+    return ChunkSpec(work=str(root), order="o1", chunk=chunk, start=start, end=end, **kw)  # type: ignore[arg-type]
+
+
+def _run(spec: ChunkSpec, no_face: frozenset[int] = frozenset()) -> dict:
+    return run_chunk(spec, session_factory=partial(CountingSession, no_face), measure=fake_measure)
+
+
+def test_outputs_follow_the_contract(order_root: Path, counting_session: type[CountingSession]) -> None:
+    chunks = json.loads((order_root / "orders/o1/chunks/chunks.json").read_text())
+    assert [c["end"] - c["start"] for c in chunks] == [15, 15]  # 1.2 s at 25 fps = 30 frames
+    res = _run(_spec(order_root, chunk=1, start=15, end=30), no_face=frozenset({20, 21}))
+    assert res["cached"] is False and res["frames"] == 15 and counting_session.calls == 15
+    assert set(res["timings"]) >= {"decode_s", "detect_s", "swap_s", "encode_s", "metrics_s", "total_s"}
+    sw = order_root / "orders/o1/swapped/00001"
+    assert res["segment"] == str(sw / "segment.mp4") and res["done"] == str(sw / "done.json")
+    pr = video.probe(sw / "segment.mp4")
+    assert pr.frames == 15 and pr.codec == "h264" and pr.pix_fmt == "yuv420p" and (pr.width, pr.height) == (640, 360)
+    metrics = json.loads((sw / "metrics.json").read_text())
+    assert [r["frame"] for r in metrics["frames"]] == list(range(15, 30))
+    assert all(r["chunk"] == 1 for r in metrics["frames"])
+    assert "embedding" not in metrics["frames"][0]
+    flagged = [r["frame"] for r in metrics["frames"] if "no_face_in_target" in r["warnings"]]
+    assert flagged == [20, 21]
+    emb = np.load(sw / "embeddings.npy")
+    assert emb.shape == (15, 128) and emb.dtype == np.float32
+    assert np.isnan(emb[5]).all() and np.isnan(emb[6]).all() and np.isfinite(emb[0]).all()
+    done = json.loads((sw / "done.json").read_text())
+    assert done["spec_hash"] == res["spec_hash"] and done["frames"] == 15 and done["engine_version"]
+    assert done["summary"]["swapped_frames"] == 13 and done["summary"]["faces_frames"] == 13
+    # the metrics were measured on the right frames: outside the swapped box the output matches the original
+    assert done["summary"]["min_psnr_db"] > 30
+    # done.json is written last
+    assert (sw / "done.json").stat().st_mtime_ns >= max(
+        (sw / n).stat().st_mtime_ns for n in ("segment.mp4", "metrics.json", "embeddings.npy"))
+
+
+def test_second_run_is_cached_without_recomputing(order_root: Path, counting_session: type[CountingSession]) -> None:
+    first = _run(_spec(order_root))
+    assert counting_session.calls == 15
+    done = order_root / "orders/o1/swapped/00000/done.json"
+    seg = order_root / "orders/o1/swapped/00000/segment.mp4"
+    stamps = (done.stat().st_mtime_ns, seg.stat().st_mtime_ns)
+    second = _run(_spec(order_root))
+    assert second["cached"] is True and counting_session.calls == 15  # not a single frame processed
+    assert second["spec_hash"] == first["spec_hash"] and second["summary"] == first["summary"]
+    assert (done.stat().st_mtime_ns, seg.stat().st_mtime_ns) == stamps
+
+
+def test_changed_spec_recomputes(order_root: Path, counting_session: type[CountingSession]) -> None:
+    a = _run(_spec(order_root))
+    calls = counting_session.calls
+    b = _run(_spec(order_root, identity_weight=0.5))
+    assert b["cached"] is False and b["spec_hash"] != a["spec_hash"] and counting_session.calls == calls + 15
+    c = _run(_spec(order_root, identity_weight=0.5, crf=23))
+    assert c["cached"] is False and c["spec_hash"] != b["spec_hash"]
+
+
+def test_stale_or_broken_checkpoint_recomputes(order_root: Path, counting_session: type[CountingSession]) -> None:
+    _run(_spec(order_root))
+    done = order_root / "orders/o1/swapped/00000/done.json"
+    done.write_text("{not json")
+    res = _run(_spec(order_root))
+    assert res["cached"] is False and json.loads(done.read_text())["frames"] == 15
+
+
+def test_partial_range_inside_a_chunk(order_root: Path, counting_session: type[CountingSession]) -> None:
+    res = _run(_spec(order_root, chunk=1, start=18, end=27))
+    assert res["frames"] == 9 and counting_session.calls == 9
+    assert res["summary"]["min_psnr_db"] > 30  # frames aligned with the original at 18..26
+    rows = json.loads((order_root / "orders/o1/swapped/00001/metrics.json").read_text())["frames"]
+    assert [r["frame"] for r in rows] == list(range(18, 27))
+
+
+@pytest.mark.parametrize("start, end, message", [(10, 20, "outside chunk"), (5, 5, "bad frame range")])
+def test_bad_ranges(order_root: Path, start: int, end: int, message: str) -> None:
+    with pytest.raises(BadInput, match=message):
+        _run(_spec(order_root, start=start, end=end))
+
+
+def test_bad_options(order_root: Path) -> None:
+    with pytest.raises(BadInput, match="enhancer"):
+        _run(_spec(order_root, enhancer="sharpen"))
+    with pytest.raises(BadInput, match="identity weight"):
+        _run(_spec(order_root, identity_weight=1.5))
+
+
+def test_s3_work_root(order_root: Path, s3_bucket: str, counting_session: type[CountingSession]) -> None:
+    import boto3
+    import os
+
+    s3 = boto3.client("s3", endpoint_url=os.environ["FACEFACTORY_S3_ENDPOINT_URL"], region_name="us-east-1")
+    base = order_root / "orders/o1"
+    for rel in ("input/source.png", "input/target.mp4", "input/source_embedding.npy", "input/source_face.json",
+                "chunks/chunks.json", "chunks/00000/segment.mkv"):
+        s3.upload_file(str(base / rel), s3_bucket, f"w/orders/o1/{rel}")
+    res = _run(_spec(f"s3://{s3_bucket}/w"))
+    assert res["cached"] is False and res["done"] == f"s3://{s3_bucket}/w/orders/o1/swapped/00000/done.json"
+    body = s3.get_object(Bucket=s3_bucket, Key="w/orders/o1/swapped/00000/embeddings.npy")["Body"].read()
+    assert np.load(io.BytesIO(body)).shape == (15, 128)
+    local = Path(res["segment"].replace(f"s3://{s3_bucket}/", "/nonexistent/"))
+    assert not local.exists()
+    again = _run(_spec(f"s3://{s3_bucket}/w"))
+    assert again["cached"] is True and counting_session.calls == 15
