@@ -46,7 +46,8 @@ class ClientSettings:
 
     def botocore_config(self) -> Config:
         return Config(
-            retries={"mode": self.retry_mode, "max_attempts": self.max_attempts},
+            # total_max_attempts counts the first try (botocore's max_attempts counts retries only)
+            retries={"mode": self.retry_mode, "total_max_attempts": self.max_attempts},
             connect_timeout=self.connect_timeout_s,
             read_timeout=self.read_timeout_s,
         )

@@ -19,9 +19,12 @@ import pytest
 from s3_server import MotoServer, start_moto_server
 
 REGION = "us-east-1"
+# Distinct, recognisable test credentials, so tests can assert they never leak into logs/XCom.
+KEY_ID = "AKIAFACEFACTORYTEST1"
+SECRET = "ff-secret-never-logged-0123456789"
 
 
-def connection_json(endpoint: str, key_id: str = "testing", secret: str = "testing", **extra: Any) -> str:
+def connection_json(endpoint: str, key_id: str = KEY_ID, secret: str = SECRET, **extra: Any) -> str:
     return json.dumps(
         {
             "conn_type": "aws",

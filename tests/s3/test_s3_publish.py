@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_mp4
+from conftest import SECRET, make_mp4
 from s3_server import MotoServer
 
 from operators.s3.client import make_client
@@ -58,9 +58,9 @@ def test_publish_headers_sse_metadata_and_presigned_download(
     with urllib.request.urlopen(out["presigned_url"], timeout=30) as response:
         assert response.read() == small_mp4.read_bytes()
     assert "X-Amz-Signature" in out["presigned_url"] and out["presigned_expires_s"] == 600
-    assert "X-Amz-Signature" not in caplog.text and "testing" not in caplog.text
+    assert "X-Amz-Signature" not in caplog.text and SECRET not in caplog.text
     assert out["invalidation"] is None and out["cdn_url"] is None
-    json.dumps(out)  # XCom-serialisable
+    assert SECRET not in json.dumps(out)  # XCom-serialisable, no secret in it
 
 
 def test_multipart_upload_with_kms(s3: Any, bucket: str, tmp_path: Path) -> None:
