@@ -83,3 +83,29 @@ def s3_client(settings: ClientSettings | None = None) -> Any:
 
 def cloudfront_client(settings: ClientSettings | None = None) -> Any:
     return make_client("cloudfront", settings)
+
+
+def worker_env(settings: ClientSettings | None = None) -> dict[str, str]:
+    """Environment for a *local* worker subprocess (runner=local) with an s3:// work root.
+
+    The engine has no Airflow, so it cannot read the connection; the task resolves it here and
+    hands the credentials to the child process's environment only. Never log or XCom the
+    result. In Kubernetes the pod's service-account role (IRSA) replaces this.
+    """
+    settings = settings or ClientSettings.from_env()
+    hook = _hook(settings, "s3")
+    wrapper = hook.conn_config
+    credentials = hook.get_credentials(region_name=wrapper.region_name or settings.region_name)
+    env = {
+        "AWS_ACCESS_KEY_ID": credentials.access_key,
+        "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
+    }
+    if credentials.token:
+        env["AWS_SESSION_TOKEN"] = credentials.token
+    region = wrapper.region_name or settings.region_name
+    if region:
+        env["AWS_DEFAULT_REGION"] = region
+    endpoint = wrapper.get_service_endpoint_url(service_name="s3") or settings.endpoint_url
+    if endpoint:
+        env["FACEFACTORY_S3_ENDPOINT_URL"] = endpoint
+    return env

@@ -56,3 +56,28 @@ def test_connection_config_kwargs_override_the_defaults(aws_env: MotoServer, s3:
 
 def test_no_credentials_anywhere_in_the_environment_but_the_connection() -> None:
     assert not any(name in os.environ for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"))
+
+
+def test_worker_env_lets_the_airflow_free_engine_reach_the_same_bucket(aws_env: MotoServer, s3: object,
+                                                                       bucket: str) -> None:
+    """A local worker subprocess gets credentials/endpoint from the connection via its env."""
+    import subprocess
+    import sys
+
+    from conftest import KEY_ID, SECRET
+
+    from operators.s3.client import worker_env
+
+    env = worker_env()
+    assert env["AWS_ACCESS_KEY_ID"] == KEY_ID and env["AWS_SECRET_ACCESS_KEY"] == SECRET
+    assert env["FACEFACTORY_S3_ENDPOINT_URL"] == aws_env.endpoint
+    s3.put_object(Bucket=bucket, Key="orders/o1/input/probe.json", Body=b"{}")  # type: ignore[attr-defined]
+    child = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIRFLOW_CONN_"))}
+    child.update(env)
+    code = (
+        "from faceworker.workarea import open_store; import sys; "
+        f"print(open_store('s3://{bucket}').read_bytes('orders/o1/input/probe.json').decode())"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=child, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "{}"
