@@ -544,3 +544,18 @@ def test_cli_swap_chunk_with_pack(model_dir, tmp_path):
     events = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
     roles = {e["role"]: e["provider"] for e in events if e["event"] == "onnx_session"}
     assert roles == {"swapper": CPU, "recognizer": CPU, "enhancer": CPU}
+
+
+def test_face_at_the_frame_edge(model_dir, source):
+    """Half the face outside the frame: crops replicate the border, paste-back clips to the frame."""
+    img = ob.astronaut_bgr()
+    face = ob.astronaut_face()
+    x_cut = int(five_points(face.landmarks)[2][0])  # cut through the nose
+    frame = np.ascontiguousarray(img[:, x_cut:])
+    edge_face = ob.shift_face(face, -x_cut, 0)
+    sw = get_swapper("tinyswap", str(model_dir))
+    sw.prepare(source)
+    out, mask = sw.swap(frame, edge_face)
+    assert out.shape == frame.shape and mask.shape == frame.shape[:2]
+    changed = (out != frame).any(axis=-1)
+    assert changed[:, :20].sum() > 100 and not (changed & (mask == 0)).any()
