@@ -201,7 +201,8 @@ def evaluate(order_dir: str, order: dict, expected_frames: int, *, stage: str = 
     summary = _summary(of, validation, params, expected_frames)
     summary["stage"] = stage
     validation["meta"]["facefactory"] = {"stage": stage, "passed": passed, "failing_chunks": failing,
-                                         "summary": summary}
+                                         "summary": summary, "failures": failures[:500],
+                                         "failures_total": len(failures)}
     uri = wa.join(order_dir, "quality", "validation.json")
     wa.write_json(uri, validation)
     wa.write_json(wa.join(order_dir, "quality", f"{stage}.json"), validation)

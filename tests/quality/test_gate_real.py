@@ -1,0 +1,89 @@
+"""The gate on real engine output: a real classic swap passes, a no-op swap fails identity;
+the QA report of the real order renders in headless Chromium with the plot and contact sheet."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from quality.gate import evaluate
+from quality.report import build_report
+from realorder import make_noop_order, make_real_order
+
+pytestmark = pytest.mark.slow
+ORDER = {"order_id": "o1", "min_id_cosine": 0.85, "min_psnr_db": 30.0, "swapper": "classic"}
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    root = tmp_path_factory.mktemp("qwork")
+    real = make_real_order(root)
+    probe = json.loads((real / "input" / "probe.json").read_text())
+    return root, real, int(probe["frames"])
+
+
+def test_real_swap_passes(work):
+    _, real, frames = work
+    res = evaluate(str(real), ORDER, frames)
+    print(res.message())
+    assert res.passed, res.message()
+    assert res.summary["face_frames"] == frames
+    assert res.summary["id_cosine_min"] >= 0.85
+    assert res.summary["id_cosine_raw_mean"] > res.summary["id_cosine_mean"] - 0.2
+
+
+def test_noop_swap_fails_identity(work):
+    root, real, frames = work
+    noop = make_noop_order(root, real)
+    res = evaluate(str(noop), ORDER, frames)
+    print(res.message())
+    assert not res.passed
+    assert "identity" in res.summary["failed_expectations"]
+    assert res.failing_chunks == sorted({f["chunk"] for f in res.failures}) and len(res.failing_chunks) >= 2
+    assert {f["metric"] for f in res.failures} == {"id_cosine"}
+    assert res.summary["id_cosine_mean"] < 0.85
+    assert "chunk 0" in res.message() and "id_cosine" in res.message()
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_report_renders_in_chromium(work):
+    from playwright.sync_api import sync_playwright
+
+    _, real, frames = work
+    evaluate(str(real), ORDER, frames)
+    out = build_report(str(real), ORDER, emit_metrics=False)
+    index = Path(out["report"])
+    assert (index.parent / "metrics.png").stat().st_size > 10_000
+    assert (index.parent / "contact_sheet.png").stat().st_size > 10_000
+    page_html = index.read_text()
+    assert "http://" not in page_html and "https://" not in page_html  # no external assets
+    shots = Path(os.environ.get("FACEFACTORY_TEST_ARTIFACTS", index.parent))
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(index.as_uri())
+        page.wait_for_load_state("load")
+        imgs = page.eval_on_selector_all("img", "els => els.map(e => [e.id, e.complete, e.naturalWidth])")
+        assert {"metrics-plot", "contact-sheet"} <= {i[0] for i in imgs}
+        broken = [i for i in imgs if not i[1] or i[2] == 0]
+        assert not broken, broken
+        for ident in ("metrics-plot", "contact-sheet"):
+            el = page.locator(f"#{ident}")
+            el.scroll_into_view_if_needed()
+            box = el.bounding_box()
+            assert box and box["width"] > 300 and box["height"] > 150, (ident, box)
+            el.screenshot(path=str(shots / f"report_{ident}.png"))
+        page.screenshot(path=str(shots / "report_full.png"), full_page=True)
+        assert "PASSED" in page.inner_text("h1")
+        browser.close()
+    import cv2
+
+    for name in ("report_metrics-plot.png", "report_contact-sheet.png"):
+        img = cv2.imread(str(shots / name))
+        assert img is not None and img.std() > 10, name  # not a blank/broken-image box
