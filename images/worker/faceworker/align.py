@@ -25,16 +25,15 @@ FFHQ_512 = np.array(
 
 
 def arcface_template(size: int) -> np.ndarray:
-    """ArcFace template scaled to `size`: 112-multiples scale; 128-multiples scale and shift x by 8/128.
+    """ArcFace template for a size x size crop, as insightface builds it.
 
-    The 128 variant (left/right margin) is the crop inswapper_128 expects.
+    Multiples of 112 scale the template; any other size is treated as a 128-wide crop: scaled by
+    size/128 and shifted right by 8*size/128 (the margin variant inswapper_128 expects).
     """
     if size % 112 == 0:
         return ARCFACE_112 * (size / 112.0)
-    if size % 128 == 0:
-        ratio = size / 128.0
-        return ARCFACE_112 * ratio + np.array([8.0 * ratio, 0.0], dtype=np.float32)
-    return ARCFACE_112 * (size / 112.0)
+    ratio = size / 128.0
+    return ARCFACE_112 * ratio + np.array([8.0 * ratio, 0.0], dtype=np.float32)
 
 
 def ffhq_template(size: int) -> np.ndarray:
