@@ -184,6 +184,10 @@ def test_packs_cli_make_and_check(tmp_path, capsys):
     assert packs_main(["make", str(pack), "--swapper", "inswapper_128.onnx", "--recognizer", "w600k_r50.onnx"]) == 0
     assert packs_main(["check", "cli", "--model-dir", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ok"] is True
+    (pack / "w600k_r50.onnx").write_bytes(b"changed")
+    assert packs_main(["check", "cli", "--model-dir", str(tmp_path)]) == 2
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["ok"] is False and "sha256 mismatch" in res["error"]
 
 
 # -- providers ----------------------------------------------------------------------------------

@@ -265,10 +265,14 @@ def main(argv: list[str] | None = None) -> int:
         path = write_manifest(pack_dir, pack_dir.name, models, args.version)
         print(json.dumps({"manifest": str(path)}))
         return 0
-    pack = load_pack(args.model_dir, args.name)
-    for spec in pack.models:
-        if spec.format == "onnx":
-            open_onnx(spec)
+    try:
+        pack = load_pack(args.model_dir, args.name)
+        for spec in pack.models:
+            if spec.format == "onnx":
+                open_onnx(spec)
+    except BadInput as exc:
+        print(json.dumps({"pack": args.name, "ok": False, "error": str(exc)}))
+        return exc.exit_code
     print(json.dumps({"pack": pack.name, "models": [m.file for m in pack.models], "ok": True}))
     return 0
 
