@@ -197,13 +197,19 @@ class OrderClient:
         return None if value is None else str(value)
 
     def failure_reason(self, run_id: str, task: TaskState) -> str:
-        """Last error line of the failed task's log (the exception message)."""
+        """The exception of the failed task's last try, from its structured log.
+
+        Read raw: the generated StructuredLogMessage model drops the `level`/`error_detail` keys."""
         try:
-            log = self.tis.get_log(self.dag_id, run_id, task.task_id, max(task.try_number, 1),
-                                   full_content=True, map_index=task.map_index)
-        except af.ApiException as exc:
-            return f"(log unavailable: HTTP {exc.status})"
-        return _last_error(log.content)
+            resp = self.tis.get_log_without_preload_content(
+                self.dag_id, run_id, task.task_id, max(task.try_number, 1),
+                full_content=True, map_index=task.map_index, accept="application/json")
+            body = json.loads(resp.data)
+        except (af.ApiException, ValueError) as exc:
+            return f"(log unavailable: {exc})"
+        if getattr(resp, "status", 200) >= 400:
+            return f"(log unavailable: HTTP {resp.status})"
+        return _last_error(body.get("content", []))
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -226,24 +232,18 @@ def _api_message(what: str, exc: Any) -> str:
 
 
 def _last_error(content: Any) -> str:
-    """Pick the most telling line from a structured (or plain) task log."""
-    lines: list[tuple[str, str]] = []
-    items = getattr(content, "actual_instance", content)
-    for item in items if isinstance(items, list) else [items]:
-        item = getattr(item, "actual_instance", item)
-        if hasattr(item, "event"):
-            extra = getattr(item, "additional_properties", {}) or {}
-            level = str(extra.get("level", "")).lower()
-            text = str(item.event)
-            if extra.get("error_detail"):
-                detail = extra["error_detail"]
-                if isinstance(detail, list) and detail and isinstance(detail[-1], dict):
-                    text = f"{detail[-1].get('exc_type')}: {detail[-1].get('exc_value')}"
-            lines.append((level, text))
-        else:
-            for line in str(item).splitlines():
-                lines.append(("error" if "error" in line.lower() else "", line))
-    errors = [t for lvl, t in lines if lvl in ("error", "critical")]
-    if errors:
-        return errors[-1][:2000]
-    return lines[-1][1][:2000] if lines else "(empty log)"
+    """Most telling line of a structured task log: the last exception, else the last error."""
+    items = content if isinstance(content, list) else [content]
+    errors: list[str] = []
+    last = ""
+    for item in items:
+        if not isinstance(item, dict):
+            last = str(item)
+            continue
+        last = str(item.get("event", ""))
+        detail = item.get("error_detail")
+        if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+            errors.append(f"{detail[0].get('exc_type')}: {detail[0].get('exc_value')}")  # raised, not its cause
+        elif str(item.get("level", "")).lower() in ("error", "critical"):
+            errors.append(last)
+    return (errors[-1] if errors else last or "(empty log)")[:2000]

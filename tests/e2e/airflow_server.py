@@ -129,13 +129,19 @@ class AirflowServer:
                 t["state"] for t in body["task_instances"]}
 
     def diagnose(self, dag_id: str, run_id: str) -> str:
-        """Task states and the log tail of failed tasks, for assertion messages."""
+        """Task states and the error events of the run's task logs, for assertion messages."""
         lines = [f"{dag_id}/{run_id}: {self.task_states(dag_id, run_id)}"]
         logs = self.env.airflow_home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
         for path in sorted(logs.rglob("*.log")) if logs.exists() else []:
-            text = path.read_text(errors="replace")
-            if '"level": "error"' in text or '"level":"error"' in text or "Traceback" in text:
-                lines.append(f"--- {path.relative_to(logs)} ---\n{text[-3000:]}")
+            for raw in path.read_text(errors="replace").splitlines():
+                try:
+                    event = json.loads(raw)
+                except ValueError:
+                    continue
+                if str(event.get("level")) in ("error", "critical"):
+                    detail = event.get("error_detail") or [{}]
+                    lines.append(f"{path.relative_to(logs)}: {event.get('event')} "
+                                 f"{detail[0].get('exc_type', '')}: {detail[0].get('exc_value', '')}")
         return "\n".join(lines)
 
 

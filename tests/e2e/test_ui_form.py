@@ -1,0 +1,143 @@
+"""The face_swap_order trigger form in a real browser (headless Debian chromium + Playwright).
+
+Logs in to the embedded Airflow, opens the DAG's Trigger dialog (Airflow 3.3 UI: a modal on
+/dags/face_swap_order, no separate route), checks the schema-driven sections/titles/
+descriptions/defaults, saves screenshots to test-artifacts/, submits an invalid order (refused
+with the schema's message, no run created), then a valid one, and waits for the run to succeed.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from airflow_server import ORDER_DAG, AirflowServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1200)]
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = os.environ.get("FACEFACTORY_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SECTIONS = {  # section -> field titles the form must show (from operators/order_schema.py)
+    "Order": ["Order id", "Source face photo", "Target video"],
+    "Swap": ["Swapper", "Face enhancer", "Which faces to swap", "Frames per chunk"],
+    "Quality gate": ["Minimum identity cosine", "Minimum PSNR outside the face (dB)"],
+    "Delivery": ["Publish to", "Notify"],
+}
+
+
+@pytest.fixture(scope="module")
+def page():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        pytest.fail(f"chromium not found at {CHROMIUM} (apt-get install -y chromium)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            pg = browser.new_page(viewport={"width": 1400, "height": 1300})
+            pg.set_default_timeout(60_000)
+            yield pg
+        finally:
+            browser.close()
+
+
+def _login_and_open_form(pg, server: AirflowServer):
+    pg.goto(f"{server.url}/dags/{ORDER_DAG}")
+    pg.locator("input[name=username]").fill(server.username)
+    pg.locator("input[name=password]").fill(server.password)
+    pg.get_by_role("button", name="Sign in").click()
+    pg.wait_for_url(f"**/dags/{ORDER_DAG}")
+    pg.get_by_role("button", name="Trigger").first.click()
+    dialog = pg.get_by_role("dialog")
+    dialog.get_by_text(f"Trigger Dag - {ORDER_DAG}").wait_for()
+    return dialog
+
+
+def _open(dialog, section: str) -> None:
+    """Sections are an accordion with one open item: open `section` if it is closed."""
+    button = dialog.get_by_role("button", name=section, exact=True)
+    if button.get_attribute("aria-expanded") != "true":
+        button.click()
+    dialog.locator(f"[id$=':content:{section}']").wait_for(state="visible")
+
+
+def _fill(dialog, field: str, value: str) -> None:
+    box = dialog.locator(f"input[name=element_{field}]")
+    box.fill(value)
+    box.press("Tab")
+
+
+def _runs(server: AirflowServer, pattern: str) -> int:
+    status, body = server.request("GET", f"/api/v2/dags/{ORDER_DAG}/dagRuns?run_id_pattern={pattern}")
+    assert status == 200, body
+    return int(body["total_entries"])
+
+
+def test_trigger_form_in_chromium(airflow_server: AirflowServer, page) -> None:
+    dialog = _login_and_open_form(page, airflow_server)
+    sample = airflow_server.ff_home / "inputs" / "sample"
+
+    # The form is generated from the order schema: sections, titles, descriptions, defaults.
+    for section, titles in SECTIONS.items():
+        _open(dialog, section)
+        for title in titles:
+            assert dialog.get_by_text(title, exact=True).first.is_visible(), (section, title)
+        page.screenshot(path=str(ARTIFACTS / f"ui_trigger_form_{section.lower().replace(' ', '_')}.png"),
+                        full_page=True)
+    _open(dialog, "Order")
+    assert dialog.get_by_text("allow-listed input root").is_visible()  # a description
+    assert dialog.locator("input[name=element_source]").input_value() == (sample / "source.png").as_uri()
+    assert dialog.locator("input[name=element_target]").input_value() == (sample / "target.mp4").as_uri()
+    _open(dialog, "Swap")
+    assert dialog.locator("input[name=element_swapper]").input_value() == "classic"  # enum default
+    spin = dialog.locator("input[name=element_chunk_frames]")
+    assert spin.get_attribute("aria-valuemin") == "16" and spin.get_attribute("aria-valuemax") == "512"
+
+    # Invalid input is refused with the schema's message, and no run is created.
+    _open(dialog, "Order")
+    _fill(dialog, "order_id", "bad id!")
+    dialog.get_by_test_id("trigger-dag-submit").click()
+    dialog.get_by_text("Invalid input for param order_id").wait_for()
+    assert dialog.get_by_text("does not match").first.is_visible()
+    page.screenshot(path=str(ARTIFACTS / "ui_trigger_form_invalid.png"), full_page=True)
+    assert _runs(airflow_server, "bad") == 0
+
+    # A valid order: tiny, one chunk, lenient gate, run id derived from the order id.
+    _fill(dialog, "order_id", "e2e-ui-1")
+    _open(dialog, "Swap")
+    _fill(dialog, "chunk_frames", "64")
+    _open(dialog, "Quality gate")
+    _fill(dialog, "min_id_cosine", "0")
+    _fill(dialog, "min_psnr_db", "10")
+    _open(dialog, "Advanced Options")
+    run_id_box = dialog.locator("input[name=dagRunId]")
+    run_id_box.fill("order__e2e-ui-1")
+    page.screenshot(path=str(ARTIFACTS / "ui_trigger_form_filled.png"), full_page=True)
+    dialog.get_by_test_id("trigger-dag-submit").click()
+    dialog.wait_for(state="hidden")
+
+    run = airflow_server.wait_run(ORDER_DAG, "order__e2e-ui-1", timeout=900)
+    assert run["state"] == "success", airflow_server.diagnose(ORDER_DAG, "order__e2e-ui-1")
+    assert run["conf"]["order_id"] == "e2e-ui-1" and run["conf"]["chunk_frames"] == 64
+    assert run["conf"]["min_id_cosine"] == 0 and run["conf"]["source"] == (sample / "source.png").as_uri()
+    assert (airflow_server.ff_home / "published" / "e2e-ui-1.mp4").is_file()
+
+    # The same order again from the form: Airflow refuses the existing run id (one run).
+    page.reload()
+    dialog = page.get_by_role("dialog")
+    page.get_by_role("button", name="Trigger").first.click()
+    _open(dialog, "Order")
+    _fill(dialog, "order_id", "e2e-ui-1")
+    _open(dialog, "Advanced Options")
+    dialog.locator("input[name=dagRunId]").fill("order__e2e-ui-1")
+    dialog.get_by_test_id("trigger-dag-submit").click()
+    dialog.get_by_text("already exists").first.wait_for()
+    assert _runs(airflow_server, "e2e-ui-1") == 1
+    page.goto(f"{airflow_server.url}/dags/{ORDER_DAG}/runs/order__e2e-ui-1")
+    page.get_by_text("order__e2e-ui-1").first.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "ui_run_success.png"), full_page=True)
