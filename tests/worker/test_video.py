@@ -132,3 +132,22 @@ def test_odd_size_is_padded_to_even(tmp_path: Path, media: dict[str, Path]) -> N
     # the pad is black (up to chroma bleed from 4:2:0), the content stays anchored at (0, 0)
     assert first[:, -1].mean() < 40 and first[-1, :].mean() < 40
     assert first[:, -3].mean() > 60 and first[-3, :].mean() > 60
+
+
+def test_prefetch_keeps_order_and_surfaces_decoder_errors(media: dict[str, Path]) -> None:
+    direct = list(video.read_frames(media["cfr"], 5, 25, size=(320, 180)))
+    ahead = list(video.prefetch(video.read_frames(media["cfr"], 5, 25, size=(320, 180)), depth=3))
+    assert len(ahead) == 20 and all(np.array_equal(a, b) for a, b in zip(direct, ahead))
+    with pytest.raises(BadInput, match="ended after 75"):
+        list(video.prefetch(video.read_frames(media["cfr"], 70, 80, size=(320, 180))))
+
+
+def test_killed_ffmpeg_is_transient_and_failures_are_classified() -> None:
+    from faceworker.errors import TransientError
+
+    with pytest.raises(TransientError, match="signal"):
+        video._check(-9, b"", "encode x")
+    with pytest.raises(BadInput):
+        video._check(1, b"Invalid data", "probe x", bad_input=True)
+    with pytest.raises(video.FFmpegError):
+        video._check(1, b"Conversion failed", "encode x")

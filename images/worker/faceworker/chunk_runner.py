@@ -237,7 +237,7 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     shape = (mp.height, mp.width)
     writer = video.FrameWriter(seg_local, mp.fps, mp.width, mp.height, crf=spec.crf, preset=spec.preset)
     try:
-        frames = video.read_frames(mezz, offset, offset + spec.frames, size=(mp.width, mp.height))
+        frames = video.prefetch(video.read_frames(mezz, offset, offset + spec.frames, size=(mp.width, mp.height)))
         for i in range(spec.frames):
             t0 = time.perf_counter()
             frame = next(frames)
@@ -271,8 +271,8 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     analyzer = getattr(session, "analyzer", None)
     rows: list[dict[str, Any]] = []
     embs = np.full((spec.frames, source_emb.shape[0]), np.nan, np.float32)
-    originals = video.read_frames(mezz, offset, offset + spec.frames, size=(mp.width, mp.height))
-    outputs = video.read_frames(seg_local, 0, spec.frames, size=(mp.width, mp.height))
+    originals = video.prefetch(video.read_frames(mezz, offset, offset + spec.frames, size=(mp.width, mp.height)))
+    outputs = video.prefetch(video.read_frames(seg_local, 0, spec.frames, size=(mp.width, mp.height)))
     mprog = Progress(log, spec.frames, event="metrics_progress")
     for i, (orig, outf) in enumerate(zip(originals, outputs)):
         info = infos.get(i)
@@ -287,6 +287,8 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
         row.setdefault("chunk", spec.chunk)
         rows.append(row)
         mprog.step(spec.start + i)
+    originals.close()
+    outputs.close()
     if len(rows) != spec.frames:
         raise video.FFmpegError(f"metrics covered {len(rows)} frames, expected {spec.frames}")
     t["metrics_s"] = time.perf_counter() - t0

@@ -349,6 +349,49 @@ def read_frames(
             proc.wait()
 
 
+def prefetch(frames: Iterator[np.ndarray], depth: int = 4) -> Iterator[np.ndarray]:
+    """Read ahead `depth` frames in a thread, so ffmpeg's decode overlaps the caller's per-frame work
+    (the pipe read releases the GIL). Errors from the decoder surface at the same position."""
+    import queue
+    import threading
+
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            for frame in frames:
+                while not stop.is_set():
+                    try:
+                        q.put(("frame", frame), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(("error", exc))
+
+    thread = threading.Thread(target=pump, name="frame-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "frame":
+                yield item
+            elif kind == "error":
+                raise item
+            else:
+                return
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        close = getattr(frames, "close", None)
+        if close is not None and not thread.is_alive():
+            close()
+
+
 # --------------------------------------------------------------------------- encode
 
 
