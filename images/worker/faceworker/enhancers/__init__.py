@@ -1,4 +1,8 @@
-"""Enhancer registry: `none`, or `gfpgan` (ONNX export from the model dir, or the gfpgan package)."""
+"""Enhancer registry: `none`, `gfpgan` (pack dir `gfpgan`) or `gfpgan:<pack>`.
+
+The ONNX export is used unless the pack has .pth weights and the gfpgan package imports
+(docs/model-packs.md).
+"""
 from __future__ import annotations
 
 from faceworker.types import Enhancer
