@@ -147,3 +147,22 @@ def test_end_to_end_sample_order(tmp_path: Path, sample_dir: Path) -> None:
     assert rc == 0, err
     img = cv2.imread(sheet["png"])
     assert img is not None and img.shape[1] == 2 * 480 + 6 and len(sheet["frames"]) == 3
+
+
+def test_probe_s3_uri(media: dict[str, Path], s3_bucket: str) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=os.environ["FACEFACTORY_S3_ENDPOINT_URL"], region_name="us-east-1")
+    s3.upload_file(str(media["cfr"]), s3_bucket, "in/clip.mp4")
+    rc, result, err = run("probe", f"s3://{s3_bucket}/in/clip.mp4")
+    assert rc == 0, err
+    assert result["frames"] == 75 and result["path"] == f"s3://{s3_bucket}/in/clip.mp4"
+    rc, result, _ = run("probe", f"s3://{s3_bucket}/in/missing.mp4")
+    assert rc == 2 and "missing" in result["error"]
+
+
+def test_text_log_format(media: dict[str, Path]) -> None:
+    rc, _, err = run("probe", str(media["empty"]), env={"FACEFACTORY_LOG_FORMAT": "text"})
+    assert rc == 2
+    line = err.strip().splitlines()[-1]
+    assert " ERROR " in line and "bad_input" in line and "exit_code=2" in line and not line.startswith("{")
