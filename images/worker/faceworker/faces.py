@@ -26,6 +26,12 @@ def _rect(bbox: tuple[int, int, int, int]) -> "dlib.rectangle":
     return dlib.rectangle(x0, y0, x1, y1)
 
 
+def prominence(face: Face) -> float:
+    """Size, nudged by HOG confidence: of two similar-sized boxes the real face usually scores higher
+    (a 0.2-score background false positive once out-sized a 0.5-score face by one pixel)."""
+    return face.size * (1.0 + 0.5 * min(max(face.score, 0.0), 1.0))
+
+
 class DlibRecognizer:
     """dlib ResNet 128-D embedding (dlib_face_recognition_resnet_model_v1)."""
 
@@ -136,13 +142,13 @@ class FaceAnalyzer:
         return np.asarray([(p.x, p.y) for p in shape.parts()], np.float32)
 
     def detect(self, bgr: np.ndarray, scale: float | None = None) -> list[Face]:
-        """All faces, largest first, with full-resolution landmarks (`scale` overrides detect_scale)."""
+        """All faces, most prominent (largest, then most confident) first, with full-resolution landmarks (`scale` overrides detect_scale)."""
         gray = _to_gray(bgr)
         faces = []
         for bbox, score in self.detect_boxes(gray, scale):
             lm = self.landmarks(gray, bbox)
             faces.append(Face(bbox=bbox, landmarks=lm, score=score))
-        faces.sort(key=lambda f: -f.size)
+        faces.sort(key=lambda f: -prominence(f))
         return faces
 
     def embed(self, bgr: np.ndarray, face: Face) -> np.ndarray:

@@ -129,6 +129,10 @@ class ClassicSwapper:
         tgt_skin = np.zeros(roi_shape, np.uint8)
         cv2.fillConvexPoly(tgt_skin, np.round(cv2.convexHull(tlm - off)).astype(np.int32), 255)
         if self.color_strength > 0:
+            # skin statistics from well inside the face: the hull's rim catches hair and background
+            k = max(3, int(0.08 * size)) | 1
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+            inner, tgt_skin = cv2.erode(inner, kernel), cv2.erode(tgt_skin, kernel)
             warped = blend.lab_color_transfer(warped, roi, inner, tgt_skin, self.color_strength)
 
         # 4. blend
