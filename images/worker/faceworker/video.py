@@ -570,7 +570,10 @@ def split(
             os.replace(piece, dest / "segment.mkv")
     total = chunks[-1]["end"] if chunks else 0
     if not pr.is_vfr and total != pr.frames:
-        raise FFmpegError(f"split {src}: pieces hold {total} frames, the target has {pr.frames}")
+        # Packets and decoded frames can differ (edit lists, broken tails): trust a full decode count.
+        decoded = _count_decoded_frames(str(src))
+        if total != decoded:
+            raise FFmpegError(f"split {src}: pieces hold {total} frames, the target decodes to {decoded}")
     norm = Probe(**{**pr.__dict__})
     norm.frames = total
     norm.is_vfr = False
