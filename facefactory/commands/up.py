@@ -40,7 +40,7 @@ def cmd_up(args: argparse.Namespace) -> int:
               f"login:        user {user!r}, password {password!r}\n"
               f"              (from {env.passwords_file}; set a fixed one with --password or "
               "FACEFACTORY_AIRFLOW_PASSWORD)\n"
-              f"trigger form: {env.url}/dags/face_swap_order/trigger\n"
+              f"trigger form: {env.url}/dags/face_swap_order  (button 'Trigger')\n"
               f"REST API:     {env.url}/api/v2  (token: POST {env.url}/auth/token)\n"
               f"logs:         {env.log_dir}\n"
               "Press Ctrl-C to stop.", flush=True)
