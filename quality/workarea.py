@@ -27,14 +27,14 @@ def _local(uri: str) -> Path | None:
     return None
 
 
-def _s3():
+def s3_client():
     import boto3
 
     endpoint = os.environ.get("FACEFACTORY_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
     return boto3.client("s3", endpoint_url=endpoint) if endpoint else boto3.client("s3")
 
 
-def _split_s3(uri: str) -> tuple[str, str]:
+def split_s3(uri: str) -> tuple[str, str]:
     if not uri.startswith("s3://"):
         raise ValueError(f"unsupported work-area URI {uri!r} (local path, file:// or s3://)")
     bucket, _, key = uri[len("s3://"):].partition("/")
@@ -45,17 +45,17 @@ def read_bytes(uri: str) -> bytes:
     p = _local(uri)
     if p is not None:
         return p.read_bytes()
-    bucket, key = _split_s3(uri)
-    return _s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+    bucket, key = split_s3(uri)
+    return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
 def exists(uri: str) -> bool:
     p = _local(uri)
     if p is not None:
         return p.exists()
-    bucket, key = _split_s3(uri)
+    bucket, key = split_s3(uri)
     try:
-        _s3().head_object(Bucket=bucket, Key=key)
+        s3_client().head_object(Bucket=bucket, Key=key)
         return True
     except Exception:  # noqa: BLE001 - botocore raises ClientError(404) for absent keys
         return False
@@ -69,8 +69,8 @@ def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-st
         tmp.write_bytes(data)
         tmp.replace(p)
         return
-    bucket, key = _split_s3(uri)
-    _s3().put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+    bucket, key = split_s3(uri)
+    s3_client().put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
 
 
 def read_json(uri: str) -> Any:
