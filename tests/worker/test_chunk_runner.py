@@ -131,3 +131,36 @@ def test_s3_work_root(order_root: Path, s3_bucket: str, counting_session: type[C
     assert not local.exists()
     again = _run(_spec(f"s3://{s3_bucket}/w"))
     assert again["cached"] is True and counting_session.calls == 15
+
+
+def test_vfr_odd_target_without_audio_through_split_swap_merge(
+    tmp_path: Path, media: dict[str, Path], counting_session: type[CountingSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A VFR target (no audio) is normalised by split; chunks swap; merge keeps the CFR frame count."""
+    import shutil
+
+    import cv2
+
+    from faceworker.cli import main
+
+    inp = tmp_path / "orders/o1/input"
+    inp.mkdir(parents=True)
+    shutil.copy(media["vfr"], inp / "target.mkv")
+    cv2.imwrite(str(inp / "source.png"), np.zeros((8, 8, 3), np.uint8))
+    np.save(inp / "source_embedding.npy", np.ones(128, np.float32))
+    (inp / "source_face.json").write_text("{}")
+    assert main(["split", "--work", str(tmp_path), "--order", "o1", "--chunk-frames", "50"]) == 0
+    chunks = json.loads((tmp_path / "orders/o1/chunks/chunks.json").read_text())
+    assert chunks[-1]["end"] == 118
+    import faceworker.chunk_runner as cr
+
+    # test patterns have no face: skip the source photo, the counting session needs none
+    monkeypatch.setattr(cr, "load_source", lambda area, selector=None: (None, np.ones(128, np.float32), b""))
+    for c in chunks:
+        _run(ChunkSpec(work=str(tmp_path), order="o1", chunk=c["chunk"], start=c["start"], end=c["end"]))
+    assert counting_session.calls == 118
+    assert main(["merge", "--work", str(tmp_path), "--order", "o1"]) == 0
+    out = video.probe(tmp_path / "orders/o1/output/o1.mp4")
+    assert out.frames == 118 and not out.is_vfr and out.audio == []
+    assert main(["contact-sheet", "--work", str(tmp_path), "--order", "o1", "--out", str(tmp_path / "s.png")]) == 0
