@@ -1,0 +1,44 @@
+"""Report and cost on a synthetic order (no video: the sheet is reported missing, never broken)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from quality.cost import order_cost
+from quality.gate import evaluate
+from quality.report import build_report
+from synthetic import make_order
+
+
+def test_report_from_failed_gate_names_failures(tmp_path):
+    order = make_order(tmp_path, bad_identity={1: [60, 61]}, psnr={10: 20.0})
+    evaluate(str(order), {"min_id_cosine": 0.85, "min_psnr_db": 30, "id_mostly": 1.0}, 120)
+    out = build_report(str(order), {"order_id": "o1", "swapper": "classic"}, retries={1: 2}, emit_metrics=False)
+    html = (order / "report" / "index.html").read_text()
+    assert "FAILED" in html and 'id="metrics-plot"' in html and "data:image/png;base64," in html
+    assert "contact sheet: not available" in html  # no target video in a synthetic order
+    for needle in ("identity", "psnr_outside", "frame_unique", "id_cosine", "psnr_outside_db", "Self-healing"):
+        assert needle in html
+    assert (order / "report" / "metrics.png").stat().st_size > 5000
+    cost = json.loads((order / "report" / "cost.json").read_text())
+    assert cost["frames"] == 120 and cost["retries"] == 2 and len(cost["chunks"]) == 3
+    assert out["cost"]["estimated_cost_usd"] > 0
+
+
+def test_cost_per_device_and_price():
+    done = {0: {"frames": 100, "timings": {"total_s": 10.0, "swap_s": 4.0}},
+            1: {"frames": 50, "timings": {"total_s": 5.0}, "execution_provider": "CUDAExecutionProvider"}}
+    c = order_cost(done, {1: 1}, price_per_gpu_s=0.01, price_per_cpu_s=0.001, device="cpu")
+    assert c.gpu_seconds == 5.0 and c.cpu_seconds == 10.0 and c.frames == 150
+    assert c.fps == pytest.approx(10.0) and c.retries == 1
+    assert c.estimated_cost_usd == pytest.approx(5 * 0.01 + 10 * 0.001)
+    assert c.stage_seconds["swap_s"] == 4.0
+    k8s = order_cost(done, price_per_gpu_s=0.01, price_per_cpu_s=0.0, device="gpu")
+    assert k8s.gpu_seconds == 15.0 and k8s.estimated_cost_usd == pytest.approx(0.15)
+
+
+def test_price_from_environment(monkeypatch):
+    monkeypatch.setenv("FACEFACTORY_PRICE_PER_GPU_S", "0.5")
+    c = order_cost({0: {"frames": 10, "timings": {"total_s": 2.0}}}, device="gpu")
+    assert c.price_per_gpu_s == 0.5 and c.estimated_cost_usd == pytest.approx(1.0)
