@@ -10,14 +10,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnxruntime as ort
+import onnx
 import pytest
 from onnx import numpy_helper
-import onnx
 
 sys.path.insert(0, str(Path(__file__).parent))
 import onnx_builders as ob  # noqa: E402
 
-from faceworker import onnx_runtime  # noqa: E402
 from faceworker.align import (  # noqa: E402
     align_crop, arcface_template, ffhq_template, five_points, paste_back, similarity_transform, transform_points,
 )
