@@ -94,6 +94,8 @@ def _arguments(spec: dict[str, Any]) -> list[str]:
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=5),
         "execution_timeout": timedelta(minutes=10),
+        "on_failure_callback": media.record_failure,
+        "on_execute_callback": lineage.reset,
     },
     tags=["facefactory", "orders"],
     doc_md=__doc__,
@@ -107,9 +109,10 @@ def face_swap_order() -> None:
         if problems:
             raise media.BadOrder("invalid order: " + "; ".join(problems))
         result = media.ingest(order, config.run_time())
+        inp = media.order_dir(config.run_time(), order["order_id"]) / "input"
         lineage.record(
             inputs=[result["source_uri"], result["target_uri"]],
-            outputs=[media.order_dir(config.run_time(), order["order_id"]) / "input"],
+            outputs=[result["source_local"], result["target_local"], inp / "source_embedding.npy"],
         )
         return result
 
@@ -119,7 +122,10 @@ def face_swap_order() -> None:
         order, cfg = _order(), config.run_time()
         chunks = media.split(order, ingested, cfg, max_chunks=PARSE.max_map_length)
         odir = media.order_dir(cfg, order["order_id"])
-        lineage.record(inputs=[ingested["video"]], outputs=[odir / "chunks"])
+        lineage.record(
+            inputs=[ingested["video"]],
+            outputs=[odir / "chunks" / f"{c['chunk']:05d}" / "segment.mkv" for c in chunks],
+        )
         work_root = str(odir.parent.parent)
         return [
             {**c, "arguments": swap_arguments(work_root, order["order_id"], c, order)}
@@ -135,7 +141,10 @@ def face_swap_order() -> None:
         odir = media.order_dir(cfg, order["order_id"])
         result = evaluate(str(odir), order, int(ingested["frames"]))
         get_current_context()["ti"].xcom_push(key="gate", value=result.to_dict())
-        lineage.record(inputs=[odir / "swapped"], outputs=[result.validation_uri or odir / "quality"])
+        lineage.record(
+            inputs=sorted((odir / "swapped").glob("*/metrics.json")),
+            outputs=[result.validation_uri or odir / "quality" / "validation.json"],
+        )
         work_root = str(odir.parent.parent)
         return [
             {**plan, "arguments": swap_arguments(
@@ -145,21 +154,26 @@ def face_swap_order() -> None:
 
     @task(trigger_rule="none_failed", execution_timeout=timedelta(minutes=20))
     def final_gate(ingested: dict[str, Any], plan: list[dict[str, Any]]) -> dict[str, Any]:
-        """Hard stop: fail the run (naming chunk, frame, metric) unless every frame passes."""
+        """Hard stop: fail the run (naming chunk, frame, metric) unless every frame passes.
+        Writes the QA report either way."""
         from airflow.sdk.exceptions import AirflowFailException
 
         from quality.gate import evaluate
 
         context = get_current_context()
-        first = context["ti"].xcom_pull(task_ids="quality_gate", key="gate") or {}
-        if first.get("passed") and not plan:
-            return first
         order, cfg = _order(), config.run_time()
         odir = media.order_dir(cfg, order["order_id"])
-        result = evaluate(str(odir), order, int(ingested["frames"]), stage="final_gate")
-        if not result.passed:
-            raise AirflowFailException(result.message())
-        return result.to_dict()
+        first = context["ti"].xcom_pull(task_ids="quality_gate", key="gate") or {}
+        if first.get("passed") and not plan:
+            result = first
+        else:
+            result = evaluate(str(odir), order, int(ingested["frames"]), stage="final_gate").to_dict()
+        report = media.qa_report(odir, order)
+        if report:
+            context["ti"].xcom_push(key="report", value=report)
+        if not result.get("passed"):
+            raise AirflowFailException(result.get("message") or "quality gate failed")
+        return result
 
     @task(execution_timeout=timedelta(minutes=30))
     def merge(ingested: dict[str, Any], gate: dict[str, Any]) -> dict[str, Any]:
@@ -168,7 +182,8 @@ def face_swap_order() -> None:
         merged = media.merge(order, ingested, cfg)
         odir = media.order_dir(cfg, order["order_id"])
         lineage.record(
-            inputs=[odir / "swapped", ingested["target_uri"]], outputs=[merged["output_uri"]]
+            inputs=[*sorted((odir / "swapped").glob("*/segment.mp4")), ingested["target_local"]],
+            outputs=[merged["output_uri"]],
         )
         return {**merged, "gate_passed": bool(gate.get("passed")), "summary": gate.get("summary")}
 
@@ -197,6 +212,7 @@ def face_swap_order() -> None:
         task_id="swap",
         map_index_template=CHUNK_LABEL,
         execution_timeout=PARSE.swap_timeout,
+        on_success_callback=lineage.record_swap,
         **SWAP,
     ).expand(arguments=chunks.map(_arguments))
     plan = quality_gate(ingested)
@@ -205,6 +221,7 @@ def face_swap_order() -> None:
         task_id="reswap",
         map_index_template=CHUNK_LABEL,
         execution_timeout=PARSE.swap_timeout,
+        on_success_callback=lineage.record_swap,
         **SWAP,
     ).expand(arguments=plan.map(_arguments))
     gate = final_gate(ingested, plan)

@@ -44,3 +44,43 @@ def record(inputs: Iterable[str | Path] = (), outputs: Iterable[str | Path] = ()
                 add(context=ObjectStoragePath(uri), uri=uri)
             except Exception:  # noqa: BLE001
                 log.warning("could not record %s lineage for %s", kind, uri, exc_info=True)
+
+
+def reset(context: object = None) -> None:
+    """on_execute_callback: start each task with an empty collector.
+
+    In a deployed Airflow every task is a fresh process, so this is a no-op there; under
+    `DAG.test()` all tasks share one process and the collector would otherwise report every
+    earlier task's files again."""
+    try:
+        from airflow.sdk.lineage import get_hook_lineage_collector
+
+        collector = get_hook_lineage_collector()
+    except Exception:  # noqa: BLE001
+        return
+    for name in ("_inputs", "_outputs", "_input_counts", "_output_counts", "_extra", "_extra_counts"):
+        value = getattr(collector, name, None)
+        if hasattr(value, "clear"):
+            value.clear()
+
+
+def record_swap(context: dict) -> None:
+    """on_success_callback of the swap tasks: chunk mezzanine piece -> swapped segment.
+
+    Success callbacks run before the OpenLineage listener's success hook, so what is recorded
+    here lands in the swap task's COMPLETE event."""
+    task = context.get("task")
+    args = list(getattr(task, "arguments", None) or [])
+
+    def value(flag: str) -> str | None:
+        return args[args.index(flag) + 1] if flag in args[:-1] else None
+
+    work, order, chunk = value("--work"), value("--order"), value("--chunk")
+    if not (work and order and chunk is not None):
+        return
+    base = f"{work.rstrip('/')}/orders/{order}"
+    index = f"{int(chunk):05d}"
+    record(
+        inputs=[f"{base}/chunks/{index}/segment.mkv", f"{base}/input/source_embedding.npy"],
+        outputs=[f"{base}/swapped/{index}/segment.mp4", f"{base}/swapped/{index}/metrics.json"],
+    )

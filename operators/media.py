@@ -217,6 +217,8 @@ def ingest(order: dict[str, Any], cfg: RunConfig, timeout_s: float = 1200) -> di
         "source_uri": source.uri,
         "target_uri": target.uri,
         "video": str(video),
+        "source_local": str(src_local),
+        "target_local": str(tgt_local),
         "frames": info.frames,
         "fps": info.fps,
         "width": info.width,
@@ -295,3 +297,44 @@ def merge(order: dict[str, Any], ingested: dict[str, Any], cfg: RunConfig,
         "has_audio": out_info.has_audio,
         "bytes": output.stat().st_size,
     }
+
+
+def record_failure(context: Any) -> None:
+    """on_failure_callback: append the failing task and its reason to
+    `<order>/failures.jsonl`, so `facefactory order run` (and people) can say why an order
+    failed without digging through task logs."""
+    try:
+        from datetime import datetime, timezone
+
+        from operators.config import run_time
+
+        params = context.get("params") or {}
+        ti = context.get("ti") or context.get("task_instance")
+        order_id = params.get("order_id")
+        if not order_id:
+            return
+        odir = order_dir(run_time(), str(order_id))
+        odir.mkdir(parents=True, exist_ok=True)
+        record = {
+            "at": datetime.now(timezone.utc).isoformat(),
+            "run_id": context.get("run_id"),
+            "task_id": getattr(ti, "task_id", None),
+            "map_index": getattr(ti, "map_index", None),
+            "try_number": getattr(ti, "try_number", None),
+            "error": str(context.get("exception") or "unknown error"),
+        }
+        with open(odir / "failures.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, default=str) + "\n")
+    except Exception:  # noqa: BLE001 - a callback must never mask the real failure
+        log.warning("could not record the task failure", exc_info=True)
+
+
+def qa_report(odir: Path, order: dict[str, Any]) -> dict[str, Any] | None:
+    """Build the order's QA report (quality.report); a broken report never fails an order."""
+    try:
+        from quality.report import build_report
+
+        return build_report(str(odir), order)
+    except Exception:  # noqa: BLE001
+        log.warning("could not build the QA report for %s", odir, exc_info=True)
+        return None

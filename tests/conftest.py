@@ -78,3 +78,15 @@ def make_airflow_env(root: Path) -> dict[str, str]:
 def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """One migrated SQLite Airflow for the session's real DAG runs."""
     yield make_airflow_env(tmp_path_factory.mktemp("airflow-env"))
+
+
+@pytest.fixture(scope="session")
+def airflow_env_factory():
+    """`make_airflow_env(root) -> env` for tests that need their own isolated Airflow."""
+    return make_airflow_env
+
+
+@pytest.fixture(scope="session")
+def venv_tool():
+    """`venv_tool(name) -> path` of a console script of the running venv."""
+    return venv_bin
