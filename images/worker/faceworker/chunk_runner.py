@@ -178,6 +178,7 @@ def _result(spec: ChunkSpec, area: OrderArea, done: dict[str, Any], cached: bool
         "done": area.uri(area.swapped_rel(spec.chunk, "done.json")),
         "timings": done.get("timings", {}),
         "summary": done.get("summary", {}),
+        "fps": done.get("fps"),
     }
 
 
@@ -300,7 +301,6 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     summary = _summary(rows)
     t["total_s"] = time.perf_counter() - t_total
     timings = {k: round(v, 3) for k, v in t.items()}
-    timings["fps"] = round(spec.frames / t["total_s"], 2) if t["total_s"] > 0 else None
 
     # Upload: payload first, done.json LAST (the checkpoint).
     area.publish(seg_local, area.swapped_rel(spec.chunk, "segment.mp4"))
@@ -310,6 +310,7 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     np.save(buf, embs)
     area.write_bytes(area.swapped_rel(spec.chunk, "embeddings.npy"), buf.getvalue())
     done = done_record(spec, h, spec.frames, timings, summary)
+    done["fps"] = round(spec.frames / t["total_s"], 2) if t["total_s"] > 0 else None
     area.write_json(area.swapped_rel(spec.chunk, "done.json"), done)
     log.info("chunk_done", frames=spec.frames, timings=timings, summary=summary)
     return _result(spec, area, done, cached=False)
