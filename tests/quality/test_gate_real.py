@@ -87,3 +87,33 @@ def test_report_renders_in_chromium(work):
     for name in ("report_metrics-plot.png", "report_contact-sheet.png"):
         img = cv2.imread(str(shots / name))
         assert img is not None and img.std() > 10, name  # not a blank/broken-image box
+
+
+def test_damaged_chunk_is_healed_by_fallback_options(work):
+    """Self-healing at the engine seam: a chunk swapped with identity-destroying settings fails
+    the gate alone; re-running only it with ``reswap_plan()`` options makes the order pass."""
+    import shutil
+
+    from realorder import _fw
+
+    root, real, frames = work
+    od = root / "orders" / "dmg"
+    od.mkdir(parents=True)
+    for sub in ("input", "chunks", "swapped"):
+        shutil.copytree(real / sub, od / sub)
+    chunks = json.loads((od / "chunks" / "chunks.json").read_text())
+    chunks = chunks["chunks"] if isinstance(chunks, dict) else chunks
+    bad = chunks[-1]
+    damage = {"identity_weight": 0.0, "forehead": 0.0, "grow": 0.9}  # texture-only, small region
+    _fw("swap-chunk", "--work", str(root), "--order", "dmg", "--chunk", str(bad["chunk"]), "--start",
+        str(bad["start"]), "--end", str(bad["end"]), "--options", json.dumps(damage))
+    first = evaluate(str(od), ORDER, frames)
+    assert not first.passed and first.failing_chunks == [bad["chunk"]], first.message()
+    plan = first.reswap_plan()
+    assert [p["chunk"] for p in plan] == [bad["chunk"]]
+    for p in plan:
+        _fw("swap-chunk", "--work", str(root), "--order", "dmg", "--chunk", str(p["chunk"]), "--start",
+            str(p["start"]), "--end", str(p["end"]), "--options", json.dumps(p["options"]))
+    final = evaluate(str(od), ORDER, frames, stage="final_gate")
+    assert final.passed, final.message()
+    assert (od / "quality" / "quality_gate.json").exists() and (od / "quality" / "final_gate.json").exists()
