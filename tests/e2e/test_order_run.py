@@ -1,0 +1,194 @@
+"""Real orders on the embedded default: `facefactory order run` -> a DAG run of face_swap_order.
+
+Each test drives the installed CLI against an isolated, migrated SQLite Airflow with a 3 s
+640x360 sample order (75 frames, audio) cut into 32-frame chunks.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CHUNK = "chunk_frames=32"
+
+
+_BIN: dict[str, str] = {}  # console scripts of the running venv, filled by the env fixture
+
+
+def tool(name: str) -> str:
+    return _BIN[name]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, airflow_env_factory, venv_tool) -> dict[str, str]:
+    for name in ("faceworker", "facefactory"):
+        _BIN[name] = venv_tool(name)
+    env = airflow_env_factory(tmp_path_factory.mktemp("orders"))
+    sample = Path(env["FACEFACTORY_HOME"]) / "inputs" / "sample"
+    subprocess.run(
+        [tool("faceworker"), "sample", "--out", str(sample), "--seconds", "3", "--size", "640x360"],
+        env=env, check=True, capture_output=True, timeout=300,
+    )
+    return env
+
+
+def _paths(env: dict[str, str]) -> dict[str, Path]:
+    home = Path(env["FACEFACTORY_HOME"])
+    return {
+        "home": home,
+        "source": home / "inputs" / "sample" / "source.png",
+        "target": home / "inputs" / "sample" / "target.mp4",
+        "published": home / "published",
+        "work": home / "work" / "orders",
+        "lineage": home / "lineage" / "openlineage.jsonl",
+    }
+
+
+def order_cmd(env: dict[str, str], order_id: str, *sets: str) -> list[str]:
+    p = _paths(env)
+    cmd = [tool("facefactory"), "order", "run", "--source", p["source"].as_uri(),
+           "--target", p["target"].as_uri(), "--order-id", order_id]
+    for item in sets:
+        cmd += ["--set", item]
+    return cmd
+
+
+def run_order(env: dict[str, str], order_id: str, *sets: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(order_cmd(env, order_id, *sets), env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def ffprobe(path: Path) -> dict:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_packets", "-show_entries",
+         "stream=codec_type,nb_read_packets", "-of", "json", str(path)],
+        capture_output=True, text=True, check=True,
+    )
+    return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def good_run(env: dict[str, str]) -> tuple[subprocess.CompletedProcess, float]:
+    started = time.monotonic()
+    res = run_order(env, "e2e-good", CHUNK)
+    return res, time.monotonic() - started
+
+
+def test_sample_order_is_published_with_all_frames_and_audio(env, good_run) -> None:
+    res, seconds = good_run
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    p = _paths(env)
+    published = p["published"] / "e2e-good.mp4"
+    assert res.stdout.strip().splitlines()[-1] == published.as_uri()
+    assert published.is_file()
+    streams = ffprobe(published)["streams"]
+    video = [s for s in streams if s["codec_type"] == "video"]
+    assert int(video[0]["nb_read_packets"]) == 75
+    assert any(s["codec_type"] == "audio" for s in streams)
+    validation = json.loads((p["work"] / "e2e-good" / "quality" / "validation.json").read_text())
+    gate = validation["meta"]["facefactory"]
+    assert validation["success"] is True and gate["passed"] is True
+    assert gate["summary"]["frames"] == 75
+    assert len(list((p["work"] / "e2e-good" / "swapped").glob("*/done.json"))) == 3
+    print(f"sample order wall time {seconds:.1f}s; gate summary {json.dumps(gate['summary'])}")
+
+
+def test_lineage_links_source_to_published_output(env, good_run) -> None:
+    assert good_run[0].returncode == 0
+    p = _paths(env)
+    events = [json.loads(line) for line in p["lineage"].read_text().splitlines() if line.strip()]
+    mine = [e for e in events if e.get("eventType") == "COMPLETE"
+            and "e2e-good" in json.dumps(e.get("run", {}).get("facets", {}))]
+    assert mine, "no OpenLineage COMPLETE events for the run"
+    edges: dict[str, set[str]] = {}
+    jobs = set()
+    for event in mine:
+        jobs.add(event["job"]["name"])
+        for src in event.get("inputs", []):
+            for dst in event.get("outputs", []):
+                edges.setdefault(src["name"], set()).add(dst["name"])
+    assert {"face_swap_order.ingest", "face_swap_order.swap", "face_swap_order.publish"} <= jobs
+    start, goal = str(p["source"]), str(p["published"] / "e2e-good.mp4")
+    seen, todo = {start}, [start]
+    while todo:
+        for nxt in edges.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    assert goal in seen, f"no lineage path {start} -> {goal}; reached {sorted(seen)}"
+    assert str(p["work"] / "e2e-good" / "output" / "e2e-good.mp4") in seen
+
+
+def test_failed_gate_publishes_nothing(env) -> None:
+    res = run_order(env, "e2e-strict", "chunk_frames=64", "min_id_cosine=0.999")
+    assert res.returncode != 0
+    assert "final_gate" in res.stderr and "id_cosine" in res.stderr, res.stderr[-4000:]
+    p = _paths(env)
+    assert not (p["published"] / "e2e-strict.mp4").exists()
+    assert not list(p["published"].glob(".e2e-strict*"))
+    failures = (p["work"] / "e2e-strict" / "failures.jsonl").read_text()
+    assert '"task_id": "final_gate"' in failures
+
+
+def test_invalid_order_is_refused_before_any_work(env) -> None:
+    p = _paths(env)
+    res = run_order(env, "e2e-bad", "chunk_frames=4")
+    assert res.returncode == 2 and "chunk_frames" in res.stderr
+    outside = p["home"] / "outside.png"
+    outside.write_bytes(p["source"].read_bytes())
+    res = subprocess.run(
+        [tool("facefactory"), "order", "run", "--source", outside.as_uri(), "--target",
+         p["target"].as_uri(), "--order-id", "e2e-outside", "--set", CHUNK],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 1
+    assert "ingest" in res.stderr and "outside the allowed input roots" in res.stderr
+    assert not (p["work"] / "e2e-outside" / "chunks").exists()
+
+
+def _descendants(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def test_resume_redoes_only_chunks_without_done_json(env) -> None:
+    p = _paths(env)
+    swapped = p["work"] / "e2e-resume" / "swapped"
+    proc = subprocess.Popen(order_cmd(env, "e2e-resume", CHUNK), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 600
+    try:
+        while not (swapped / "00000" / "done.json").exists():
+            assert proc.poll() is None, "the order finished before it could be interrupted"
+            assert time.monotonic() < deadline, "chunk 0 never finished"
+            time.sleep(0.2)
+    finally:
+        for pid in [*_descendants(proc.pid), proc.pid]:  # the run and every process it started
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait(timeout=30)
+    killed_at = time.time()
+    first = (swapped / "00000" / "done.json").stat().st_mtime_ns
+    first_hash = json.loads((swapped / "00000" / "done.json").read_text())["spec_hash"]
+    assert not (swapped / "00002" / "done.json").exists()
+
+    res = run_order(env, "e2e-resume", CHUNK)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    assert "resuming order e2e-resume" in res.stdout
+    assert (swapped / "00000" / "done.json").stat().st_mtime_ns == first  # not recomputed
+    assert json.loads((swapped / "00000" / "done.json").read_text())["spec_hash"] == first_hash
+    assert (swapped / "00002" / "done.json").stat().st_mtime > killed_at  # computed by the resume
+    assert (p["published"] / "e2e-resume.mp4").is_file()
