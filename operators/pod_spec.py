@@ -31,7 +31,7 @@ GPU_TAINT_KEY = "nvidia.com/gpu"
 SETTINGS: dict[str, tuple[str, str]] = {
     "FACEFACTORY_WORKER_IMAGE": ("ghcr.io/facefactory/faceworker", "worker image repository"),
     "FACEFACTORY_WORKER_TAG": ("0.1.0", "worker image tag (pin a digest-stable tag)"),
-    "FACEFACTORY_K8S_IMAGE_PULL_POLICY": ("IfNotPresent", "Always | IfNotPresent | Never"),
+    "FACEFACTORY_K8S_IMAGE_PULL_POLICY": ("IfNotPresent", "Always, IfNotPresent or Never"),
     "FACEFACTORY_K8S_IMAGE_PULL_SECRETS": ("", "comma-separated docker-registry secret names"),
     "FACEFACTORY_K8S_NAMESPACE": ("facefactory", "namespace of the swap pods"),
     "FACEFACTORY_K8S_SERVICE_ACCOUNT": ("faceworker", "service account (IRSA/workload identity for S3)"),
@@ -55,7 +55,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "FACEFACTORY_K8S_STARTUP_TIMEOUT_S": ("1200", "pending budget: GPU node scale-from-zero + image pull"),
     "FACEFACTORY_K8S_DEFERRABLE": ("false", "wait for the pod in the triggerer instead of a worker slot"),
     "FACEFACTORY_K8S_PRIORITY_CLASS": ("", "optional priorityClassName"),
-    "FACEFACTORY_EXECUTION_PROVIDER": ("auto", "onnxruntime provider in the pod: auto | cuda | cpu"),
+    "FACEFACTORY_EXECUTION_PROVIDER": ("auto", "onnxruntime provider in the pod: auto, cuda or cpu"),
     "FACEFACTORY_LOG_FORMAT": ("json", "worker log format (json lines for the task log)"),
     "FACEFACTORY_S3_ENDPOINT_URL": ("", "S3-compatible endpoint passed to the pod when set"),
 }
