@@ -83,7 +83,7 @@ class AirflowEnv:
         path = self.airflow_home / "facefactory_secrets.json"
         if path.exists():
             return json.loads(path.read_text())
-        values = {"jwt_secret": secrets.token_urlsafe(32), "secret_key": secrets.token_urlsafe(32),
+        values = {"jwt_secret": secrets.token_urlsafe(64), "secret_key": secrets.token_urlsafe(32),
                   "fernet_key": _fernet_key()}
         path.write_text(json.dumps(values))
         path.chmod(0o600)

@@ -1,8 +1,8 @@
 """e2e fixtures: one real embedded Airflow per test session, sample media, a finished order.
 
-The server runs with the order deadline switched on and tiny (FACEFACTORY_DEADLINE_MINUTES),
-so every order run also exercises the scheduler's deadline check and the triggerer's callback;
-the bulk DAG's schedule is off (scans are triggered by the tests).
+The bulk DAG's schedule is off (scans are triggered by the tests) and so is the order deadline
+(test_deadline.py starts its own server with a tiny deadline, so a deadline problem cannot take
+the other tests down with it).
 """
 from __future__ import annotations
 
@@ -15,30 +15,32 @@ import pytest
 
 from airflow_server import BULK_DAG, ORDER_DAG, AirflowServer, running_airflow, sample_order
 
-DEADLINE_MINUTES = 0.02  # 1.2 s after the run is queued: every e2e order misses it
-
-
 @pytest.fixture(scope="session")
 def airflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowServer]:
     """Real api-server + scheduler + dag-processor + triggerer on a free loopback port."""
     root = tmp_path_factory.mktemp("e2e-airflow")
     ff_home = root / "ffhome"
     _sample_media(ff_home / "inputs" / "sample")
-    extra = {
+    with running_airflow(root, server_env(root, FACEFACTORY_DEADLINE_ENABLED="false")) as server:
+        for dag_id in (ORDER_DAG, BULK_DAG):
+            server.wait_for_dag(dag_id)
+            server.unpause(dag_id)
+        yield server
+
+
+def server_env(root: Path, **overrides: str) -> dict[str, str]:
+    """FACEFACTORY_* settings of an e2e server rooted at `root` (all under its temp dir)."""
+    ff_home = root / "ffhome"
+    env = {
         "FACEFACTORY_INBOX": str(root / "inbox"),
         "FACEFACTORY_BULK_SCHEDULE": "none",
-        "FACEFACTORY_DEADLINE_ENABLED": "true",
-        "FACEFACTORY_DEADLINE_MINUTES": str(DEADLINE_MINUTES),
         "FACEFACTORY_LOG_FORMAT": "json",
         "FACEFACTORY_WORK_ROOT": str(ff_home / "work"),
         "FACEFACTORY_PUBLISH_TO": str(ff_home / "published"),
         "FACEFACTORY_INPUT_ROOTS": str(ff_home / "inputs"),
     }
-    with running_airflow(root, extra) as server:
-        for dag_id in (ORDER_DAG, BULK_DAG):
-            server.wait_for_dag(dag_id)
-            server.unpause(dag_id)
-        yield server
+    env.update(overrides)
+    return env
 
 
 def _sample_media(out: Path) -> None:

@@ -8,12 +8,19 @@ with the schema's message, no run created), then a valid one, and waits for the 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
 from airflow_server import ORDER_DAG, AirflowServer
+
+def expect(locator):  # noqa: ANN001, ANN201 - imported lazily: playwright is a test-only dependency
+    from playwright.sync_api import expect as _expect
+
+    return _expect(locator)
+
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -33,6 +40,7 @@ SECTIONS = {  # section -> field titles the form must show (from operators/order
 @pytest.fixture(scope="module")
 def page():
     sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api.expect.set_options(timeout=30_000)
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
         pytest.fail(f"chromium not found at {CHROMIUM} (apt-get install -y chromium)")
     ARTIFACTS.mkdir(exist_ok=True)
@@ -63,7 +71,7 @@ def _open(dialog, section: str) -> None:
     button = dialog.get_by_role("button", name=section, exact=True)
     if button.get_attribute("aria-expanded") != "true":
         button.click()
-    dialog.locator(f"[id$=':content:{section}']").wait_for(state="visible")
+    expect(button).to_have_attribute("aria-expanded", "true")
 
 
 def _fill(dialog, field: str, value: str) -> None:
@@ -85,12 +93,13 @@ def test_trigger_form_in_chromium(airflow_server: AirflowServer, page) -> None:
     # The form is generated from the order schema: sections, titles, descriptions, defaults.
     for section, titles in SECTIONS.items():
         _open(dialog, section)
-        for title in titles:
-            assert dialog.get_by_text(title, exact=True).first.is_visible(), (section, title)
+        for title in titles:  # label text is "<title>" or "<title>*" (required)
+            label = dialog.get_by_text(re.compile(rf"^\s*{re.escape(title)}\s*\*?\s*$"))
+            expect(label.first).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / f"ui_trigger_form_{section.lower().replace(' ', '_')}.png"),
                         full_page=True)
     _open(dialog, "Order")
-    assert dialog.get_by_text("allow-listed input root").is_visible()  # a description
+    expect(dialog.get_by_text("allow-listed input root")).to_be_visible()  # a description
     assert dialog.locator("input[name=element_source]").input_value() == (sample / "source.png").as_uri()
     assert dialog.locator("input[name=element_target]").input_value() == (sample / "target.mp4").as_uri()
     _open(dialog, "Swap")
@@ -103,7 +112,7 @@ def test_trigger_form_in_chromium(airflow_server: AirflowServer, page) -> None:
     _fill(dialog, "order_id", "bad id!")
     dialog.get_by_test_id("trigger-dag-submit").click()
     dialog.get_by_text("Invalid input for param order_id").wait_for()
-    assert dialog.get_by_text("does not match").first.is_visible()
+    expect(dialog.get_by_text("does not match").first).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "ui_trigger_form_invalid.png"), full_page=True)
     assert _runs(airflow_server, "bad") == 0
 
