@@ -145,6 +145,21 @@ class AirflowServer:
         return "\n".join(lines)
 
 
+def server_env(root: Path, **overrides: str) -> dict[str, str]:
+    """FACEFACTORY_* settings of an e2e server rooted at `root` (all under its temp dir)."""
+    ff_home = root / "ffhome"
+    env = {
+        "FACEFACTORY_INBOX": str(root / "inbox"),
+        "FACEFACTORY_BULK_SCHEDULE": "none",
+        "FACEFACTORY_LOG_FORMAT": "json",
+        "FACEFACTORY_WORK_ROOT": str(ff_home / "work"),
+        "FACEFACTORY_PUBLISH_TO": str(ff_home / "published"),
+        "FACEFACTORY_INPUT_ROOTS": str(ff_home / "inputs"),
+    }
+    env.update(overrides)
+    return env
+
+
 @contextmanager
 def running_airflow(root: Path, extra_env: dict[str, str] | None = None,
                     ready_timeout: float = 240) -> Iterator[AirflowServer]:

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
-from airflow_server import BULK_DAG, ORDER_DAG, AirflowServer, running_airflow, sample_order
+from airflow_server import (
+    BULK_DAG, ORDER_DAG, AirflowServer, running_airflow, sample_order, server_env,
+)
 
 @pytest.fixture(scope="session")
 def airflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowServer]:
@@ -26,21 +28,6 @@ def airflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflow
             server.wait_for_dag(dag_id)
             server.unpause(dag_id)
         yield server
-
-
-def server_env(root: Path, **overrides: str) -> dict[str, str]:
-    """FACEFACTORY_* settings of an e2e server rooted at `root` (all under its temp dir)."""
-    ff_home = root / "ffhome"
-    env = {
-        "FACEFACTORY_INBOX": str(root / "inbox"),
-        "FACEFACTORY_BULK_SCHEDULE": "none",
-        "FACEFACTORY_LOG_FORMAT": "json",
-        "FACEFACTORY_WORK_ROOT": str(ff_home / "work"),
-        "FACEFACTORY_PUBLISH_TO": str(ff_home / "published"),
-        "FACEFACTORY_INPUT_ROOTS": str(ff_home / "inputs"),
-    }
-    env.update(overrides)
-    return env
 
 
 def _sample_media(out: Path) -> None:

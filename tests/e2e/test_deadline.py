@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 
-from airflow_server import ORDER_DAG, AirflowServer, running_airflow, sample_order
-from conftest import server_env
+from airflow_server import ORDER_DAG, AirflowServer, running_airflow, sample_order, server_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
