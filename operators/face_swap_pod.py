@@ -356,12 +356,30 @@ class FaceSwapPodOperator(KubernetesPodOperator):
         """KPO raises AirflowException for any failed pod; exit 2 must not be retried."""
         try:
             super().cleanup(pod=pod, remote_pod=remote_pod, xcom_result=xcom_result, context=context)
-        except AirflowFailException:
-            raise
         except AirflowException as err:
-            if type(err).__name__ != "AirflowSkipException" and _exit_code(remote_pod) == EXIT_BAD_INPUT:
-                raise AirflowFailException(f"faceworker rejected the input (exit 2, not retried): {err}") from err
-            raise
+            hard = _no_retry_on_bad_input(err, remote_pod)
+            if hard is err:
+                raise
+            raise hard from err
+
+    def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
+        """Deferrable path: the trigger's failure event is mapped like a sync failure."""
+        try:
+            return super().trigger_reentry(context, event)
+        except AirflowException as err:
+            hard = _no_retry_on_bad_input(err, self.pod)
+            if hard is err:
+                raise
+            raise hard from err
+
+
+def _no_retry_on_bad_input(err: AirflowException, pod: k8s.V1Pod | None) -> AirflowException:
+    """The exception to raise for a failed pod: hard fail when the worker said "bad input"."""
+    if isinstance(err, AirflowFailException) or type(err).__name__ == "AirflowSkipException":
+        return err
+    if _exit_code(pod) == EXIT_BAD_INPUT:
+        return AirflowFailException(f"faceworker rejected the input (exit 2, not retried): {err}")
+    return err
 
 
 def _exit_code(remote_pod: k8s.V1Pod | None) -> int | None:

@@ -249,3 +249,32 @@ def test_mapped_swap_runs_locally_in_a_dag_run(tmp_path: Path, fake_worker: Path
     assert got.pop("state").endswith("success"), run.stdout[-3000:]
     got = {k: json.loads(v) if isinstance(v, str) else v for k, v in got.items()}
     assert {k: (v["chunk"], v["frames"]) for k, v in got.items()} == {"0": (0, 32), "1": (1, 32), "2": (2, 32)}
+
+
+def test_deferrable_reentry_exit_2_is_not_retried(tmp_path: Path) -> None:
+    """The trigger's failure event for a pod whose worker exited 2 is a hard failure too."""
+    from kubernetes.client import models as k8s
+
+    terminated = k8s.V1ContainerStateTerminated(exit_code=2)
+    status = k8s.V1ContainerStatus(name="base", image="i", image_id="", ready=False, restart_count=0,
+                                   state=k8s.V1ContainerState(terminated=terminated))
+    op = _operator(tmp_path)
+    op.pod = k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="p", namespace="n"),
+                       status=k8s.V1PodStatus(phase="Failed", container_statuses=[status]))
+
+    def failing_reentry(self: object, context: object, event: object) -> None:
+        raise AirflowException("Trigger emitted a failed event")
+
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    original = KubernetesPodOperator.trigger_reentry
+    KubernetesPodOperator.trigger_reentry = failing_reentry  # type: ignore[method-assign]
+    try:
+        with pytest.raises(AirflowFailException, match="exit 2"):
+            op.trigger_reentry(context={}, event={"status": "failed"})  # type: ignore[arg-type]
+        op.pod.status.container_statuses[0].state.terminated.exit_code = 75
+        with pytest.raises(AirflowException) as info:
+            op.trigger_reentry(context={}, event={"status": "failed"})  # type: ignore[arg-type]
+        assert not isinstance(info.value, AirflowFailException)
+    finally:
+        KubernetesPodOperator.trigger_reentry = original  # type: ignore[method-assign]
