@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from faceworker import video
-from faceworker.chunk_runner import run_chunk
+from faceworker.chunk_runner import _default_measure, run_chunk
 from faceworker.cli import main as faceworker_main
 from faceworker.logs import Logger
 from faceworker.sample import build_sample_order
@@ -38,10 +39,24 @@ def _quiet_logger() -> Logger:
     return Logger(stream=open(os.devnull, "w"))
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its (waited-for) children: unlike wall time, barely moved by
+    other jobs on a shared machine."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _time(fn: Any) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def _cpu_of(fn: Any) -> tuple[float, float]:
+    """(wall s, cpu s) of fn()."""
+    c0, t0 = _cpu(), time.perf_counter()
+    fn()
+    return time.perf_counter() - t0, _cpu() - c0
 
 
 def bound_ffmpeg(src: Path, out: Path, crf: int, preset: str) -> float:
@@ -90,10 +105,21 @@ def bench_size(size: tuple[int, int], seconds: float, tmp: Path, crf: int, prese
         sys.stdout, sys.stderr = old
     mezz = root / "orders/bench/chunks/00000/segment.mkv"
     # best of two: the bounds are cheap, and the minimum is the least disturbed by other load
-    t_ffmpeg = min(bound_ffmpeg(mezz, tmp / f"b{h}.mp4", crf, preset) for _ in range(2))
-    t_pipe = min(bound_pipe(mezz, tmp / f"p{h}.mp4", crf, preset) for _ in range(2))
+    ffm = min((_cpu_of(lambda: bound_ffmpeg(mezz, tmp / f"b{h}.mp4", crf, preset)) for _ in range(2)))
+    pipe = min((_cpu_of(lambda: bound_pipe(mezz, tmp / f"p{h}.mp4", crf, preset)) for _ in range(2)))
+    t_ffmpeg, t_pipe = ffm[0], pipe[0]
     spec = ChunkSpec(work=str(root), order="bench", chunk=0, start=0, end=frames, crf=crf, preset=preset)
-    res = run_chunk(spec, log=_quiet_logger())
+    metrics_cpu = [0.0]
+
+    def measure(*a: Any, **k: Any) -> dict[str, Any]:
+        c0 = time.process_time()
+        row = _default_measure(*a, **k)
+        metrics_cpu[0] += time.process_time() - c0
+        return row
+
+    res: dict[str, Any] = {}
+    _, chunk_cpu = _cpu_of(lambda: res.update(run_chunk(spec, measure=measure, log=_quiet_logger())))
+    swap_cpu = chunk_cpu - metrics_cpu[0]
     t = res["timings"]
     swap_s = t["total_s"] - t["metrics_s"]
     row = {
@@ -106,6 +132,13 @@ def bench_size(size: tuple[int, int], seconds: float, tmp: Path, crf: int, prese
         "ratio_swap_vs_ffmpeg": round((frames / swap_s) / (frames / t_ffmpeg), 3),
         "ratio_swap_vs_pipe": round((frames / swap_s) / (frames / t_pipe), 3),
         "ratio_chunk_vs_ffmpeg": round((frames / t["total_s"]) / (frames / t_ffmpeg), 3),
+        "cpu_ms_per_frame": {"bound_ffmpeg": round(1000 * ffm[1] / frames, 1),
+                             "bound_pipe": round(1000 * pipe[1] / frames, 1),
+                             "swap": round(1000 * swap_cpu / frames, 1),
+                             "metrics": round(1000 * metrics_cpu[0] / frames, 1),
+                             "chunk": round(1000 * chunk_cpu / frames, 1)},
+        "cpu_ratio_swap_vs_ffmpeg": round(ffm[1] / swap_cpu, 3) if swap_cpu > 0 else None,
+        "cpu_ratio_chunk_vs_ffmpeg": round(ffm[1] / chunk_cpu, 3) if chunk_cpu > 0 else None,
         "ms_per_frame": {k.replace("_s", ""): round(1000 * v / frames, 1) for k, v in t.items()
                          if k.endswith("_s")},
         "summary": res["summary"],
@@ -127,6 +160,11 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     print("per-stage ms/frame:")
     for r in rows:
         print(f"  {r['size']}: " + ", ".join(f"{k} {v}" for k, v in r["ms_per_frame"].items()))
+    print("CPU ms/frame (all cores, this process + ffmpeg children; robust to other load):")
+    for r in rows:
+        c = r["cpu_ms_per_frame"]
+        print(f"  {r['size']}: " + ", ".join(f"{k} {v}" for k, v in c.items())
+              + f"; cpu ratio swap/ffmpeg {r['cpu_ratio_swap_vs_ffmpeg']}, chunk/ffmpeg {r['cpu_ratio_chunk_vs_ffmpeg']}")
     print("mezzanine (split of the target, all frames):")
     for r in rows:
         print(f"  {r['size']}: " + "; ".join(
