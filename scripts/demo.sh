@@ -10,7 +10,8 @@ export PATH="$REPO/.venv/bin:$PATH"
 INPUTS="${FACEFACTORY_INPUT_ROOTS:-$FACEFACTORY_HOME/inputs}"
 INPUTS="${INPUTS%%:*}"
 ORDER_ID="${ORDER_ID:-demo-$(date -u +%Y%m%d-%H%M%S)}"
-LOG="$FACEFACTORY_HOME/demo-$ORDER_ID.log"
+LOG="$FACEFACTORY_HOME/logs/$ORDER_ID.log"
+mkdir -p "$FACEFACTORY_HOME/logs"
 
 echo "[demo] running order $ORDER_ID (log: $LOG)"
 START=$(date +%s)
