@@ -201,11 +201,11 @@ class FaceSwapPodOperator(KubernetesPodOperator):
             raise AirflowFailException(f"unknown runner {runner!r}: use one of {RUNNERS}")
         return runner
 
-    def apply_settings(self, settings: PodSettings | None = None) -> PodSettings:
-        """Fill every pod field the DAG author left unset from configuration (idempotent)."""
-        settings = settings or PodSettings.from_config(overrides=self.pod_settings)
+    def apply_settings(self) -> None:
+        """Fill every pod field the DAG author left unset from configuration (once per instance)."""
         if self._settings_applied:
-            return settings
+            return
+        settings = PodSettings.from_config(overrides=self.pod_settings)
         self.image = self.image or settings.image
         self.namespace = self.namespace or settings.namespace
         self.image_pull_policy = self.image_pull_policy or settings.image_pull_policy
@@ -237,7 +237,6 @@ class FaceSwapPodOperator(KubernetesPodOperator):
             self.deferrable = settings.deferrable
         self._apply_ids()
         self._settings_applied = True
-        return settings
 
     def _merged_env(self, settings: PodSettings) -> list[k8s.V1EnvVar]:
         """Config env first, the DAG author's env_vars override by name."""
@@ -263,7 +262,7 @@ class FaceSwapPodOperator(KubernetesPodOperator):
         self.labels = {**labels, **(self.labels or {})}
         self.annotations = {**annotations, **(self.annotations or {})}
         if not self.name and order is not None:
-            base = f"swap-{order}-c{chunk}".lower()
+            base = f"{self.task_id}-{order}-c{chunk}".lower()
             self.name = "".join(ch if ch.isalnum() or ch == "-" else "-" for ch in base)[:50].strip("-")
 
     def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False) -> k8s.V1Pod:
