@@ -34,7 +34,6 @@ class ParseTimeConfig:
 
     deadline_enabled: bool
     deadline: timedelta
-    swap_retries: int
     swap_timeout: timedelta
     max_map_length: int
 
@@ -46,7 +45,6 @@ def parse_time() -> ParseTimeConfig:
     return ParseTimeConfig(
         deadline_enabled=_env_bool("FACEFACTORY_DEADLINE_ENABLED", False),
         deadline=timedelta(minutes=_env_float("FACEFACTORY_DEADLINE_MINUTES", 60.0)),
-        swap_retries=int(_env_float("FACEFACTORY_SWAP_RETRIES", 3)),
         swap_timeout=timedelta(minutes=_env_float("FACEFACTORY_SWAP_TIMEOUT_MINUTES", 60.0)),
         max_map_length=_max_map_length(),
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -97,6 +98,14 @@ def test_sample_order_is_published_with_all_frames_and_audio(env, good_run) -> N
     assert validation["success"] is True and gate["passed"] is True
     assert gate["summary"]["frames"] == 75
     assert len(list((p["work"] / "e2e-good" / "swapped").glob("*/done.json"))) == 3
+    assert (p["work"] / "e2e-good" / "report" / "index.html").is_file()
+    db = sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db")
+    events = db.execute(
+        "SELECT a.name, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+        "WHERE e.source_run_id = 'order__e2e-good'").fetchall()
+    db.close()
+    assert [(name, json.loads(extra)["uri"]) for name, extra in events] == [
+        ("facefactory_published_video", published.as_uri())]
     print(f"sample order wall time {seconds:.1f}s; gate summary {json.dumps(gate['summary'])}")
 
 
