@@ -1,4 +1,4 @@
-"""A loopback HTTP front for the moto server that can answer 503 SlowDown on demand.
+"""A loopback HTTP front for the moto server: 503 SlowDown or rewritten answers on demand.
 
 Transient-error handling has to be shown on the wire (botocore's retry handler sees a real
 503 with an S3 error body), not by patching boto3. It also counts requests, which is how the
@@ -22,6 +22,8 @@ SLOW_DOWN = (
 class FaultState:
     upstream: str
     fail_next: int = 0
+    rewrite_next: int = 0  # responses still to rewrite with `rewrite`
+    rewrite: tuple[bytes, bytes] = (b"", b"")
     requests: list[tuple[str, str, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -54,6 +56,11 @@ class _Handler(BaseHTTPRequestHandler):
         conn.request(self.command, self.path, body=body, headers=headers)
         response = conn.getresponse()
         payload = response.read()
+        with self.state.lock:
+            old, new = self.state.rewrite
+            if self.state.rewrite_next > 0 and old and old in payload:
+                self.state.rewrite_next -= 1
+                payload = payload.replace(old, new)
         self.state.requests.append((self.command, self.path, response.status))
         self.send_response(response.status)
         for key, value in response.getheaders():
@@ -90,6 +97,12 @@ class FaultProxy:
     def fail(self, count: int) -> None:
         with self.state.lock:
             self.state.fail_next = count
+
+    def rewrite_responses(self, old: bytes, new: bytes, count: int) -> None:
+        """Replace `old` by `new` in the next `count` upstream responses that contain it
+        (e.g. keep a CloudFront invalidation "InProgress" for a while)."""
+        with self.state.lock:
+            self.state.rewrite, self.state.rewrite_next = (old, new), count
 
     @property
     def requests(self) -> list[tuple[str, str, int]]:

@@ -1,0 +1,76 @@
+"""CloudFront invalidation polling and presigned-URL handling against the moto server.
+
+moto completes invalidations at once, so the loopback front rewrites the status of the next
+answers to "InProgress": the wait loop then really polls the API until it sees Completed, or
+gives up at its timeout with a retryable error.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from conftest import connection_json
+from s3_faults import FaultProxy
+from s3_server import MotoServer
+
+from operators.s3 import cdn
+from operators.s3.client import ClientSettings, cloudfront_client, make_client
+from operators.s3.errors import CdnTimeoutError, S3PermanentError
+from operators.s3.uris import S3Uri
+
+
+def _distribution(name: str) -> str:
+    response = make_client("cloudfront").create_distribution(DistributionConfig={
+        "CallerReference": name, "Comment": "facefactory cdn test", "Enabled": True,
+        "Origins": {"Quantity": 1, "Items": [{"Id": "s3", "DomainName": f"{name}.s3.amazonaws.com",
+                                              "S3OriginConfig": {"OriginAccessIdentity": ""}}]},
+        "DefaultCacheBehavior": {"TargetOriginId": "s3", "ViewerProtocolPolicy": "allow-all", "MinTTL": 0,
+                                 "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
+                                 "TrustedSigners": {"Enabled": False, "Quantity": 0}},
+    })
+    return str(response["Distribution"]["Id"])
+
+
+@pytest.fixture
+def proxied_cloudfront(aws_env: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Any:
+    with FaultProxy(aws_env.endpoint) as proxy:
+        monkeypatch.setenv("AIRFLOW_CONN_AWS_CDN", connection_json(proxy.endpoint))
+        yield proxy, cloudfront_client(ClientSettings(conn_id="aws_cdn"))
+
+
+def test_wait_polls_until_completed(proxied_cloudfront: Any, bucket: str) -> None:
+    proxy, cf = proxied_cloudfront
+    dist = _distribution(bucket)
+    proxy.rewrite_responses(b"<Status>COMPLETED</Status>", b"<Status>InProgress</Status>", count=3)
+    sleeps: list[float] = []
+    inv = cdn.invalidate(cf, dist, ["/a/b.mp4"], poll_s=0.05, timeout_s=30, sleep=sleeps.append)
+    assert inv.status.lower() == "completed"
+    gets = [path for method, path, _ in proxy.requests if method == "GET" and "/invalidation/" in path]
+    assert len(gets) == 3 and len(sleeps) == 3  # create + 2 in-progress polls, the 3rd saw Completed
+    assert inv.invalidation_id in gets[-1]
+
+
+def test_wait_times_out_with_a_retryable_error(proxied_cloudfront: Any, bucket: str) -> None:
+    proxy, cf = proxied_cloudfront
+    dist = _distribution(bucket)
+    proxy.rewrite_responses(b"<Status>COMPLETED</Status>", b"<Status>InProgress</Status>", count=1000)
+    with pytest.raises(CdnTimeoutError, match="still InProgress") as err:
+        cdn.invalidate(cf, dist, ["/x.mp4"], poll_s=0.1, timeout_s=0.5)
+    assert not isinstance(err.value, S3PermanentError)
+    # without waiting, the request is created and returned as it stands
+    assert cdn.invalidate(cf, dist, ["/y.mp4"], wait=False).status == "InProgress"
+
+
+def test_presign_expiry_bounds_and_redaction(s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="v.mp4", Body=b"v")
+    url = cdn.presign(s3, S3Uri(bucket, "v.mp4"), 120)
+    assert "X-Amz-Expires=120" in url
+    redacted = cdn.redact_url(url)
+    assert redacted.endswith(f"/{bucket}/v.mp4?<redacted>") and "Signature" not in redacted
+    for bad in (0, 7 * 24 * 3600 + 1):
+        with pytest.raises(ValueError, match="expiry"):
+            cdn.presign(s3, S3Uri(bucket, "v.mp4"), bad)
+    assert cdn.cdn_path("published/2026/11/o/x.mp4", origin_path="/published") == "/2026/11/o/x.mp4"
+    assert cdn.cdn_path("published/x.mp4") == "/published/x.mp4"
+    assert json.dumps(cdn.Invalidation("D", "I", "Completed", ["/p"], 0.1).to_dict())
