@@ -58,20 +58,35 @@ class HeldOutScores:
     diff: np.ndarray  # cosines of different-person pairs, both identities held out
 
 
-def held_out_scores(fs: FaceSet, alpha: float, lam: float) -> HeldOutScores:
+def _held_out_sets(labels: np.ndarray) -> list[tuple[np.ndarray, tuple]]:
+    """(training mask, identities held out) for every same-person and different-person test."""
+    ids = np.unique(labels)
+    sets = [(labels != i, (i,)) for i in ids]
+    sets += [((labels != i) & (labels != j), (i, j)) for i, j in itertools.combinations(ids, 2)]
+    return sets
+
+
+def held_out_scores_grid(fs: FaceSet, alphas: tuple[float, ...], lam: float) -> dict[float, HeldOutScores]:
+    """Held-out scores for several alphas at once: W depends on lam only, alpha shifts the mean."""
     e, lab = fs.embeddings, fs.labels
-    ids = np.unique(lab)
-    same, diff = [], []
-    for i in ids:
-        cal = fit(e[lab != i], lab[lab != i], alpha, lam)
-        z = cal.apply(e[lab == i])
-        c = _pair_cos(z, z)
-        same.append(c[np.triu_indices(len(c), 1)])
-    for i, j in itertools.combinations(ids, 2):
-        keep = (lab != i) & (lab != j)
-        cal = fit(e[keep], lab[keep], alpha, lam)
-        diff.append(_pair_cos(cal.apply(e[lab == i]), cal.apply(e[lab == j])).ravel())
-    return HeldOutScores(np.concatenate(same), np.concatenate(diff))
+    same: dict[float, list] = {a: [] for a in alphas}
+    diff: dict[float, list] = {a: [] for a in alphas}
+    for keep, held in _held_out_sets(lab):
+        base = fit(e[keep], lab[keep], 1.0, lam)
+        for a in alphas:
+            cal = Calibration("", "", a * base.mean, base.transform, "fit")
+            if len(held) == 1:
+                z = cal.apply(e[lab == held[0]])
+                c = _pair_cos(z, z)
+                same[a].append(c[np.triu_indices(len(c), 1)])
+            else:
+                diff[a].append(_pair_cos(cal.apply(e[lab == held[0]]), cal.apply(e[lab == held[1]])).ravel())
+    return {a: HeldOutScores(np.concatenate(same[a]), np.concatenate(diff[a])) for a in alphas}
+
+
+def held_out_scores(fs: FaceSet, alpha: float, lam: float) -> HeldOutScores:
+    """Same-person pairs of identity i scored by a fit without i; pairs (i, j) by a fit without both."""
+    return held_out_scores_grid(fs, (alpha,), lam)[alpha]
 
 
 def raw_scores(fs: FaceSet) -> HeldOutScores:
@@ -116,11 +131,12 @@ def measure(scores: HeldOutScores, threshold: float = THRESHOLD) -> dict:
 def choose(fs: FaceSet, threshold: float = THRESHOLD) -> tuple[float, float, dict]:
     """Grid point maximising min(threshold - diff_p99.9, same_p01 - threshold)."""
     best: tuple[float, float, float, dict] | None = None
-    for alpha, lam in itertools.product(ALPHAS, LAMBDAS):
-        sc = held_out_scores(fs, alpha, lam)
-        margin = min(threshold - float(np.percentile(sc.diff, 99.9)), float(np.percentile(sc.same, 1)) - threshold)
-        if best is None or margin > best[2]:
-            best = (alpha, lam, margin, measure(sc, threshold))
+    for lam in LAMBDAS:
+        for alpha, sc in held_out_scores_grid(fs, ALPHAS, lam).items():
+            margin = min(threshold - float(np.percentile(sc.diff, 99.9)),
+                         float(np.percentile(sc.same, 1)) - threshold)
+            if best is None or margin > best[2]:
+                best = (alpha, lam, margin, measure(sc, threshold))
     assert best is not None
     return best[0], best[1], {**best[3], "margin": round(best[2], 4)}
 
@@ -139,26 +155,41 @@ def build(fs: FaceSet, version: str, threshold: float = THRESHOLD) -> dict:
     return doc
 
 
-def _load_recognizer(spec: str | None):
-    """``module:callable`` returning a Recognizer (e.g. an ArcFace pack's); default dlib."""
+def _load_analyzer(spec: str | None, pack: str | None, model_dir: str | None):
+    """dlib detection + the recognizer to calibrate: an ONNX pack's ArcFace (``--pack``), a
+    ``module:callable`` factory (``--recognizer``), or dlib's ResNet (default)."""
     from faceworker.faces import FaceAnalyzer
 
-    if not spec:
-        return FaceAnalyzer(detect_scale=1.0, upsample=1)
-    mod, _, attr = spec.partition(":")
-    return FaceAnalyzer(detect_scale=1.0, upsample=1, recognizer=getattr(importlib.import_module(mod), attr)())
+    recognizer = None
+    if pack:
+        from faceworker.recognizers import load_pack_recognizer
+
+        recognizer = load_pack_recognizer(pack, model_dir)
+    elif spec:
+        mod, _, attr = spec.partition(":")
+        recognizer = getattr(importlib.import_module(mod), attr)()
+    return FaceAnalyzer(detect_scale=1.0, upsample=1, recognizer=recognizer)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m quality.calibration", description=__doc__.split("\n")[0])
+    ap.add_argument("--pack", help="ONNX model pack whose ArcFace recognizer to calibrate")
+    ap.add_argument("--model-dir", help="model dir of --pack (default FACEFACTORY_MODEL_DIR)")
     ap.add_argument("--recognizer", help="module:callable building the recognizer (default: dlib ResNet)")
-    ap.add_argument("--version", default="dlib_calibration_v1")
-    ap.add_argument("--out", type=Path, help="output JSON (default quality/data/<version>.json)")
+    ap.add_argument("--version", help="calibration version (default dlib_calibration_v1 / <pack>_calibration_v1)")
+    ap.add_argument("--out", type=Path, help="output JSON (default quality/data/<version>.json; "
+                                             "for --pack: <model-dir>/<pack>/calibration.json)")
     ap.add_argument("--views", type=int, default=VIEWS_PER_IDENTITY)
     args = ap.parse_args(argv)
-    fs = build_faceset(args.views, SEED, _load_recognizer(args.recognizer))
-    doc = build(fs, args.version)
-    out = args.out or DATA_DIR / f"{args.version}.json"
+    fs = build_faceset(args.views, SEED, _load_analyzer(args.recognizer, args.pack, args.model_dir))
+    version = args.version or (f"{args.pack}_calibration_v1" if args.pack else "dlib_calibration_v1")
+    doc = build(fs, version)
+    out = args.out
+    if out is None and args.pack:
+        from faceworker.packs import default_model_dir
+
+        out = Path(args.model_dir or default_model_dir()) / args.pack / "calibration.json"
+    out = out or DATA_DIR / f"{version}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=None, separators=(",", ":")) + "\n")
     print(json.dumps({"out": str(out), **doc["built"]}, indent=1))

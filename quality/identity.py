@@ -56,8 +56,14 @@ class Calibration:
         }
 
 
-def _search_dirs() -> list[Path]:
+def _search_dirs(recognizer: str = "") -> list[Path]:
+    """FACEFACTORY_CALIBRATION_PATH, then an ONNX pack's own dir (``arcface:<pack>``), then quality/data."""
     extra = [Path(p) for p in os.environ.get(CALIBRATION_PATH_ENV, "").split(os.pathsep) if p]
+    if recognizer.startswith("arcface:"):
+        model_dir = os.environ.get("FACEFACTORY_MODEL_DIR") or (
+            str(Path(os.environ["FACEFACTORY_HOME"]) / "models") if os.environ.get("FACEFACTORY_HOME") else "")
+        if model_dir:
+            extra.append(Path(model_dir) / recognizer.split(":", 1)[1])
     return [*extra, DATA_DIR]
 
 
@@ -76,7 +82,7 @@ def parse_calibration(doc: dict, source: str = "<dict>") -> Calibration:
 def load_calibration(recognizer: str) -> Calibration:
     """The newest calibration for ``recognizer`` (by version name) from the search dirs."""
     found: list[Calibration] = []
-    for d in _search_dirs():
+    for d in _search_dirs(recognizer):
         for path in sorted(d.glob("*.json")) if d.is_dir() else []:
             try:
                 doc = json.loads(path.read_text())
@@ -89,7 +95,7 @@ def load_calibration(recognizer: str) -> Calibration:
     if not found:
         raise LookupError(
             f"no identity calibration for recognizer {recognizer!r} in "
-            f"{[str(d) for d in _search_dirs()]}; build one with `python -m quality.calibration`"
+            f"{[str(d) for d in _search_dirs(recognizer)]}; build one with `python -m quality.calibration`"
         )
     return max(found, key=lambda c: c.version)
 

@@ -73,3 +73,29 @@ def test_roc_auc_matches_definition():
     # pairs (pos > neg): 0.9>both, 0.8>both, 0.7>0.1 only -> 5 of 6
     assert qc.roc_auc(pos, neg) == pytest.approx(5 / 6)
     assert qc.roc_auc(np.array([0.5]), np.array([0.5])) == pytest.approx(0.5)
+
+
+def test_procedure_is_recognizer_agnostic(faceset, tmp_path, monkeypatch):
+    """What an ArcFace pack goes through: another embedding space (512-D, own offset) calibrated
+    by the same build(); the result is found for ``arcface:<pack>`` in the pack's dir."""
+    from dataclasses import replace
+
+    from quality.identity import calibrated_cosine, load_calibration as load
+
+    rng = np.random.default_rng(7)
+    q, _ = np.linalg.qr(rng.normal(size=(512, 128)))
+    other = faceset.embeddings @ q.T * 3.0 + rng.normal(size=512)
+    fs = replace(faceset, embeddings=other, recognizer="arcface:tiny")
+    doc = qc.build(fs, "tiny_calibration_v1")
+    assert doc["dim"] == 512 and doc["recognizer"] == "arcface:tiny"
+    assert doc["built"]["held_out"]["diff_below_rate"] >= 0.99
+    assert doc["built"]["held_out"]["same_pass_rate"] >= 0.95
+    (tmp_path / "tiny").mkdir()
+    (tmp_path / "tiny" / "calibration.json").write_text(json.dumps(doc))
+    monkeypatch.setenv("FACEFACTORY_MODEL_DIR", str(tmp_path))
+    load.cache_clear()
+    cal = load("arcface:tiny")
+    assert cal.version == "tiny_calibration_v1"
+    s = calibrated_cosine(other[0], other[faceset.labels == faceset.labels[0]], "arcface:tiny")
+    assert np.mean(s >= 0.85) >= 0.95
+    load.cache_clear()
