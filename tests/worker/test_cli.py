@@ -166,3 +166,21 @@ def test_text_log_format(media: dict[str, Path]) -> None:
     assert rc == 2
     line = err.strip().splitlines()[-1]
     assert " ERROR " in line and "bad_input" in line and "exit_code=2" in line and not line.startswith("{")
+
+
+def test_embed_and_split_on_s3(sample_dir: Path, s3_bucket: str) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=os.environ["FACEFACTORY_S3_ENDPOINT_URL"], region_name="us-east-1")
+    for name in ("source.png", "target.mp4"):
+        s3.upload_file(str(sample_dir / name), s3_bucket, f"w/orders/s3o/input/{name}")
+    w = ["--work", f"s3://{s3_bucket}/w", "--order", "s3o"]
+    rc, emb, err = run("embed", *w)
+    assert rc == 0, err
+    assert emb["embedding"] == f"s3://{s3_bucket}/w/orders/s3o/input/source_embedding.npy"
+    rc, split, err = run("split", *w, "--chunk-frames", "16")
+    assert rc == 0, err
+    assert [(c["start"], c["end"]) for c in split["chunks"]] == [(0, 16), (16, 30)]
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="w/orders/s3o/")["Contents"]}
+    assert {"w/orders/s3o/chunks/00000/segment.mkv", "w/orders/s3o/chunks/00001/segment.mkv",
+            "w/orders/s3o/chunks/chunks.json", "w/orders/s3o/input/source_face.json"} <= keys
