@@ -123,13 +123,26 @@ def metadata(order_id: str, source_sha256: str | None, content_sha256: str, qual
         "published-by": "facefactory",
     }
     if quality:
-        summary = json.dumps(quality, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
-        if len(summary) + sum(len(k) + len(v) for k, v in meta.items()) > MAX_METADATA_BYTES:
-            scalars = {k: v for k, v in quality.items() if isinstance(v, (int, float, str, bool)) or v is None}
-            scalars["truncated"] = True
-            summary = json.dumps(scalars, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
-        meta["quality"] = summary[: MAX_METADATA_BYTES - sum(len(k) + len(v) for k, v in meta.items())]
+        room = MAX_METADATA_BYTES - sum(len(k) + len(v) for k, v in meta.items()) - len("quality")
+        meta["quality"] = _compact_summary(quality, room)
     return meta
+
+
+def _compact_summary(quality: dict[str, Any], room: int) -> str:
+    """The summary as compact ASCII JSON within `room` bytes: whole if it fits, else its scalar
+    fields, dropping the longest ones until it fits (always valid JSON, marked truncated)."""
+    def dump(value: dict[str, Any]) -> str:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+
+    text = dump(quality)
+    if len(text) <= room:
+        return text
+    kept = {k: v for k, v in quality.items() if isinstance(v, (int, float, str, bool)) or v is None}
+    kept["truncated"] = True
+    while len(dump(kept)) > room and len(kept) > 1:
+        longest = max((k for k in kept if k != "truncated"), key=lambda k: len(dump({k: kept[k]})))
+        del kept[longest]
+    return dump(kept) if len(dump(kept)) <= room else '{"truncated":true}'
 
 
 def _b64_sha256(hex_digest: str) -> str:

@@ -173,3 +173,15 @@ def test_cloudfront_invalidation_created_and_recorded(aws_env: MotoServer, s3: A
     with pytest.raises(S3NotFoundError):
         publish_and_deliver(small_mp4, f"s3://{bucket}/published", "order-cdn", when=WHEN,
                             cdn_options=CdnOptions(distribution_id="ENOSUCHDIST", timeout_s=5))
+
+
+def test_large_quality_summary_is_reduced_to_valid_json() -> None:
+    from operators.s3.publish import MAX_METADATA_BYTES, metadata
+
+    quality = {"passed": True, "mean_id_cosine": 0.91, "failures": [{"chunk": i, "frame": i} for i in range(500)],
+               "note": "x" * 5000}
+    meta = metadata("o-1", "a" * 64, "b" * 64, quality)
+    summary = json.loads(meta["quality"])
+    assert summary == {"passed": True, "mean_id_cosine": 0.91, "truncated": True}
+    assert sum(len(k) + len(v) for k, v in meta.items()) <= MAX_METADATA_BYTES
+    assert json.loads(metadata("o-1", None, "b" * 64, {"frames": 3})["quality"]) == {"frames": 3}
