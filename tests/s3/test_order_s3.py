@@ -157,6 +157,7 @@ def test_order_with_work_area_and_publish_on_s3(s3_order_env: dict[str, Any]) ->
     assert inv["invalidation_id"] in [i["Id"] for i in listed["InvalidationList"].get("Items", [])]
     assert xcom["cdn_url"] == f"https://{ctx['distribution']['DomainName']}/{key}"
     assert SECRET not in json.dumps(xcom) and SECRET not in res.stdout and SECRET not in res.stderr
+    assert "X-Amz-Signature" not in res.stdout + res.stderr  # presigned URLs only redacted in logs
     assert not _keys(b["pub"], "videos/.incoming/")
 
 
