@@ -49,3 +49,15 @@ def test_worker_environment_is_scoped(bucket: str) -> None:
     assert "AWS_SECRET_ACCESS_KEY" not in os.environ
     with worker_environment("/tmp/local-work") as env:
         assert env == {}
+
+
+def test_large_input_is_copied_server_side_in_parts(s3: Any, bucket: str, tmp_path: Path) -> None:
+    """Above the managed-copy threshold (8 MiB) the copy is multipart, still pinned to the ETag."""
+    data = os.urandom(9 * 1024 * 1024 + 123)
+    s3.put_object(Bucket=bucket, Key="in/big.mp4", Body=data)
+    area = order_area(f"s3://{bucket}/work", "o-big")
+    out = bring_in(area, f"s3://{bucket}/in/big.mp4", "input/target.mp4", max_bytes=None)
+    assert out["size"] == len(data) and out["sha256"] == hashlib.sha256(data).hexdigest()
+    out = bring_in(area, f"s3://{bucket}/in/big.mp4", "chunks/00001/segment.mkv", max_bytes=None)
+    tags = s3.get_object_tagging(Bucket=bucket, Key="work/orders/o-big/chunks/00001/segment.mkv")["TagSet"]
+    assert tags == [{"Key": "facefactory-class", "Value": "intermediate"}]
