@@ -164,3 +164,25 @@ def test_vfr_odd_target_without_audio_through_split_swap_merge(
     out = video.probe(tmp_path / "orders/o1/output/o1.mp4")
     assert out.frames == 118 and not out.is_vfr and out.audio == []
     assert main(["contact-sheet", "--work", str(tmp_path), "--order", "o1", "--out", str(tmp_path / "s.png")]) == 0
+
+
+def test_detector_options_go_to_the_session_not_the_swapper(order_root: Path,
+                                                            counting_session: type[CountingSession]) -> None:
+    from faceworker.chunk_runner import RUNNER_OPTIONS, split_options
+
+    assert "detector" in RUNNER_OPTIONS
+    seen: dict = {}
+
+    def factory(**kwargs: object) -> CountingSession:
+        seen.update(kwargs)
+        return CountingSession(**kwargs)
+
+    opts = {"feather_frac": 0.05, "detector": {"detect_scale": 1.0, "upsample": 1, "redetect_every": 1}}
+    run_chunk(_spec(order_root, options=opts), session_factory=factory, measure=fake_measure)
+    assert seen["options"] == {"feather_frac": 0.05}
+    assert seen["redetect_every"] == 1 and seen["detect_scale"] == 1.0
+    assert seen["analyzer"].upsample == 1 and seen["analyzer"].detect_scale == 1.0
+    with pytest.raises(BadInput, match="unknown detector"):
+        split_options({"detector": {"cnn": True}})
+    with pytest.raises(BadInput, match="detect_scale"):
+        split_options({"detector": {"detect_scale": 3}})

@@ -27,6 +27,47 @@ MeasureFn = Callable[..., dict[str, Any]]
 
 EMBEDDING_KEYS = ("embedding", "output_embedding", "swapped_embedding")
 
+# Keys of --options that the runner consumes itself instead of handing them to the swapper.
+# "detector": FaceAnalyzer settings for this chunk, e.g. {"detect_scale": 1.0, "upsample": 1,
+# "redetect_every": 1} (what a reswap uses when the face was lost or landmarks jittered).
+RUNNER_OPTIONS = ("detector",)
+DETECTOR_KEYS = {"detect_scale": float, "upsample": int, "redetect_every": int, "min_score": float}
+
+
+def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(swapper options, detector settings); BadInput on unknown/out-of-range detector settings."""
+    opts = dict(options)
+    detector = opts.pop("detector", None) or {}
+    if not isinstance(detector, dict):
+        raise BadInput('options "detector" must be a JSON object')
+    unknown = set(detector) - set(DETECTOR_KEYS)
+    if unknown:
+        raise BadInput(f"unknown detector settings {sorted(unknown)}; known: {sorted(DETECTOR_KEYS)}")
+    try:
+        detector = {k: DETECTOR_KEYS[k](v) for k, v in detector.items()}
+    except (TypeError, ValueError) as exc:
+        raise BadInput(f"bad detector settings {detector}: {exc}") from exc
+    if not 0.1 <= detector.get("detect_scale", 0.5) <= 1.0:
+        raise BadInput("detector detect_scale must be in [0.1, 1]")
+    if not 0 <= detector.get("upsample", 0) <= 2:
+        raise BadInput("detector upsample must be 0, 1 or 2")
+    if detector.get("redetect_every", 1) < 1:
+        raise BadInput("detector redetect_every must be >= 1")
+    return opts, detector
+
+
+def _detector_kwargs(detector: dict[str, Any]) -> dict[str, Any]:
+    """SwapSession keywords for the detector settings (an analyzer built with them)."""
+    if not detector:
+        return {}
+    from faceworker.faces import FaceAnalyzer
+
+    kwargs: dict[str, Any] = {"analyzer": FaceAnalyzer(**detector)}
+    for key in ("detect_scale", "redetect_every"):
+        if key in detector:
+            kwargs[key] = detector[key]
+    return kwargs
+
 
 def _default_session_factory(**kwargs: Any) -> Any:
     from faceworker.frame_pipeline import SwapSession
@@ -225,11 +266,12 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     mp = video.probe(mezz)
     if mp.frames < offset + spec.frames:
         raise BadInput(f"chunk {spec.chunk} mezzanine has {mp.frames} frames, need {offset + spec.frames}")
+    swapper_opts, detector = split_options(spec.swapper_options())
     source, source_emb, _ = load_source(area)
     session = session_factory(
-        source=source, swapper=spec.swapper, options=spec.swapper_options(), model_dir=spec.model_dir,
+        source=source, swapper=spec.swapper, options=swapper_opts, model_dir=spec.model_dir,
         face_selector=spec.face_selector, reference_embedding=ref_emb, enhancer=spec.enhancer,
-        fps=float(mp.fps),
+        fps=float(mp.fps), **_detector_kwargs(detector),
     )
     seg_local = tmp / "segment.mp4"
     t = {"decode_s": 0.0, "detect_s": 0.0, "swap_s": 0.0, "encode_s": 0.0, "metrics_s": 0.0}
