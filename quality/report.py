@@ -44,7 +44,7 @@ def _e(v: Any) -> str:
 
 
 def _table(rows: list[dict], cols: list[str]) -> str:
-    head = "".join(f"<th>{_e(c)}</th>" for c in cols)
+    head = "".join(f"<th>{_e(c.lstrip('_'))}</th>" for c in cols)  # "_x": pre-rendered HTML cell
     body = "".join("<tr>" + "".join(f"<td>{r.get(c, '') if c.startswith('_') else _e(r.get(c))}</td>"
                                     for c in cols) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
