@@ -77,6 +77,10 @@ def bulk_orders() -> None:
         logical_date=None,
         skip_when_already_exists=True,
         wait_for_completion=False,
+        # Off: it would add an "openlineage" key to the conf, and the order schema allows no
+        # extra keys (ingest refuses unknown fields). Lineage of the order runs is emitted by
+        # face_swap_order itself.
+        openlineage_inject_parent_info=False,
         map_index_template="{{ task.trigger_run_id }}",
     ).expand_kwargs(trigger_kwargs(result))
     triggered >> file_processed(result)

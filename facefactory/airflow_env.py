@@ -119,6 +119,10 @@ class AirflowEnv:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(self.dag_refresh_s),
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(self.dag_refresh_s),
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            # 2 cores + SQLite: a task's start call can take >5 s (the default); a timed-out
+            # call is retried, gets 400 "already running", and the task fails for nothing.
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": env.get(
+                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT", "60"),
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.log_ports[0]),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.log_ports[1]),
             "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),

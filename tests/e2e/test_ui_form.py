@@ -60,10 +60,20 @@ def _login_and_open_form(pg, server: AirflowServer):
     pg.locator("input[name=password]").fill(server.password)
     pg.get_by_role("button", name="Sign in").click()
     pg.wait_for_url(f"**/dags/{ORDER_DAG}")
-    pg.get_by_role("button", name="Trigger").first.click()
+    return _open_form(pg)
+
+
+def _open_form(pg):
+    """Click the DAG page's Trigger button (retrying while the page hydrates) -> the dialog."""
     dialog = pg.get_by_role("dialog")
-    dialog.get_by_text(f"Trigger Dag - {ORDER_DAG}").wait_for()
-    return dialog
+    for _ in range(5):
+        pg.get_by_role("button", name="Trigger").first.click()
+        try:
+            dialog.get_by_text(f"Trigger Dag - {ORDER_DAG}").wait_for(timeout=10_000)
+            return dialog
+        except Exception:  # noqa: BLE001 - playwright TimeoutError: click again
+            continue
+    raise AssertionError("the Trigger dialog did not open")
 
 
 def _open(dialog, section: str) -> None:
@@ -137,9 +147,8 @@ def test_trigger_form_in_chromium(airflow_server: AirflowServer, page) -> None:
     assert (airflow_server.ff_home / "published" / "e2e-ui-1.mp4").is_file()
 
     # The same order again from the form: Airflow refuses the existing run id (one run).
-    page.reload()
-    dialog = page.get_by_role("dialog")
-    page.get_by_role("button", name="Trigger").first.click()
+    page.goto(f"{airflow_server.url}/dags/{ORDER_DAG}")
+    dialog = _open_form(page)
     _open(dialog, "Order")
     _fill(dialog, "order_id", "e2e-ui-1")
     _open(dialog, "Advanced Options")
