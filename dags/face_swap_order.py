@@ -109,10 +109,10 @@ def face_swap_order() -> None:
         if problems:
             raise media.BadOrder("invalid order: " + "; ".join(problems))
         result = media.ingest(order, config.run_time())
-        inp = media.order_dir(config.run_time(), order["order_id"]) / "input"
         lineage.record(
             inputs=[result["source_uri"], result["target_uri"]],
-            outputs=[result["source_local"], result["target_local"], inp / "source_embedding.npy"],
+            outputs=[result["source_local"], result["target_local"],
+                     f"{result['order_dir']}/input/source_embedding.npy"],
         )
         return result
 
@@ -124,11 +124,10 @@ def face_swap_order() -> None:
         odir = media.order_dir(cfg, order["order_id"])
         lineage.record(
             inputs=[ingested["video"]],
-            outputs=[odir / "chunks" / f"{c['chunk']:05d}" / "segment.mkv" for c in chunks],
+            outputs=[f"{odir}/chunks/{c['chunk']:05d}/segment.mkv" for c in chunks],
         )
-        work_root = str(odir.parent.parent)
         return [
-            {**c, "arguments": swap_arguments(work_root, order["order_id"], c, order)}
+            {**c, "arguments": swap_arguments(media.work_root(cfg), order["order_id"], c, order)}
             for c in chunks
         ]
 
@@ -139,16 +138,16 @@ def face_swap_order() -> None:
 
         order, cfg = _order(), config.run_time()
         odir = media.order_dir(cfg, order["order_id"])
-        result = evaluate(str(odir), order, int(ingested["frames"]))
+        with media.worker_env(cfg):
+            result = evaluate(odir, order, int(ingested["frames"]))
         get_current_context()["ti"].xcom_push(key="gate", value=result.to_dict())
         lineage.record(
-            inputs=sorted((odir / "swapped").glob("*/metrics.json")),
-            outputs=[result.validation_uri or odir / "quality" / "validation.json"],
+            inputs=media.swapped_files(cfg, order["order_id"], "metrics.json"),
+            outputs=[result.validation_uri or f"{odir}/quality/validation.json"],
         )
-        work_root = str(odir.parent.parent)
         return [
             {**plan, "arguments": swap_arguments(
-                work_root, order["order_id"], plan, order, plan.get("options"))}
+                media.work_root(cfg), order["order_id"], plan, order, plan.get("options"))}
             for plan in result.reswap_plan()
         ]
 
@@ -162,13 +161,14 @@ def face_swap_order() -> None:
 
         context = get_current_context()
         order, cfg = _order(), config.run_time()
-        odir = media.order_dir(cfg, order["order_id"])
         first = context["ti"].xcom_pull(task_ids="quality_gate", key="gate") or {}
         if first.get("passed") and not plan:
             result = first
         else:
-            result = evaluate(str(odir), order, int(ingested["frames"]), stage="final_gate").to_dict()
-        report = media.qa_report(odir, order)
+            with media.worker_env(cfg):
+                result = evaluate(media.order_dir(cfg, order["order_id"]), order,
+                                  int(ingested["frames"]), stage="final_gate").to_dict()
+        report = media.qa_report(cfg, order)
         if report:
             context["ti"].xcom_push(key="report", value=report)
         if not result.get("passed"):
@@ -180,27 +180,31 @@ def face_swap_order() -> None:
         """Concat the swapped segments, mux the original audio, verify frames and duration."""
         order, cfg = _order(), config.run_time()
         merged = media.merge(order, ingested, cfg)
-        odir = media.order_dir(cfg, order["order_id"])
         lineage.record(
-            inputs=[*sorted((odir / "swapped").glob("*/segment.mp4")), ingested["target_local"]],
+            inputs=[*media.swapped_files(cfg, order["order_id"], "segment.mp4"),
+                    ingested["target_local"]],
             outputs=[merged["output_uri"]],
         )
         return {**merged, "gate_passed": bool(gate.get("passed")), "summary": gate.get("summary")}
 
     @task(outlets=[lineage.PUBLISHED], execution_timeout=timedelta(minutes=20))
-    def publish(merged: dict[str, Any]) -> str:
-        """Deliver the video (atomically) and announce it as an Asset event; returns its URI."""
-        from pathlib import Path
-
+    def publish(merged: dict[str, Any], ingested: dict[str, Any]) -> str:
+        """Deliver the video (atomically) and announce it as an Asset event; returns its URI.
+        The full delivery record (checksums, presigned URL, CDN) is XCom `published`."""
         from airflow.sdk.exceptions import AirflowFailException
 
         if not merged.get("gate_passed"):
             raise AirflowFailException("refusing to publish: the quality gate did not pass")
+        context = get_current_context()
         order, cfg = _order(), config.run_time()
         prefix = order.get("publish_to") or cfg.settings.publish_to
-        uri = publishing.publish_local(Path(merged["output"]), prefix, order["order_id"])
+        delivered = publishing.publish(
+            merged["output"], prefix, order["order_id"], quality=merged.get("summary"),
+            source_sha256=ingested.get("source_sha256"), when=context["dag_run"].run_after,
+        )
+        uri = delivered["uri"]
+        context["ti"].xcom_push(key="published", value=delivered)
         lineage.record(inputs=[merged["output_uri"]], outputs=[uri])
-        context = get_current_context()
         context["outlet_events"][lineage.PUBLISHED].extra = {
             "order_id": order["order_id"], "uri": uri, "frames": merged["frames"],
         }
@@ -226,7 +230,7 @@ def face_swap_order() -> None:
     ).expand(arguments=plan.map(_arguments))
     gate = final_gate(ingested, plan)
     reswapped >> gate
-    publish(merge(ingested, gate))
+    publish(merge(ingested, gate), ingested)
 
 
 face_swap_order()

@@ -76,27 +76,46 @@ def run_worker(args: list[str], timeout_s: float) -> dict[str, Any]:
     return result
 
 
-def order_dir(cfg: RunConfig, order_id: str) -> Path:
-    """The order's work area (local work roots only in the embedded default)."""
-    root = cfg.settings.work_root
+def work_root(cfg: RunConfig) -> str:
+    """The work root as the engine's `--work` wants it: an absolute local path or s3:// URI."""
+    root = cfg.settings.work_root.strip()
     if root.startswith("s3://"):
-        raise AirflowFailException(
-            "an s3:// work root needs the S3 work-area support, which this deployment lacks"
-        )
-    return Path(root).expanduser().resolve() / "orders" / order_id
+        return root.rstrip("/")
+    if root.startswith("file://"):
+        root = root[len("file://"):]
+    return str(Path(root).expanduser().resolve())
 
 
-def _copy_in(src: uris.OrderUri, dest: Path) -> None:
-    """Copy an input into the work area atomically (temp file + rename)."""
-    if src.scheme != "file" or src.path is None:
-        raise BadOrder(
-            f"{src.uri}: s3:// inputs are valid order URIs but this deployment has no S3 "
-            "access configured"
-        )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-    shutil.copyfile(src.path, tmp)
-    os.replace(tmp, dest)
+def order_dir(cfg: RunConfig, order_id: str) -> str:
+    """The order's work area: `<work root>/orders/<order_id>` (local path or s3:// URI)."""
+    return f"{work_root(cfg)}/orders/{order_id}"
+
+
+def area(cfg: RunConfig, order_id: str) -> Any:
+    """`faceworker.workarea.OrderArea` of the order; S3 roots use the Airflow connection."""
+    from operators.s3.workarea import order_area
+
+    return order_area(work_root(cfg), order_id)
+
+
+def worker_env(cfg: RunConfig) -> Any:
+    """Context manager: S3 credentials for engine subprocesses and quality readers while a
+    task works on an s3:// work root (nothing for local roots)."""
+    from operators.s3.workarea import worker_environment
+
+    return worker_environment(work_root(cfg))
+
+
+def _bring_in(order_area: Any, src: uris.OrderUri, rel: str, cfg: RunConfig) -> dict[str, Any]:
+    """Copy one validated input into the work area (s3 sources HEAD-checked against the cap)."""
+    from operators.s3.errors import S3PermanentError
+    from operators.s3.workarea import bring_in
+
+    source = src.uri if src.scheme == "s3" else str(src.path)
+    try:
+        return bring_in(order_area, source, rel, max_bytes=cfg.caps.max_bytes)
+    except S3PermanentError as exc:
+        raise BadOrder(f"cannot read {src.uri}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -154,19 +173,29 @@ def check_caps(info: VideoInfo, size_bytes: int, cfg: RunConfig) -> None:
         )
 
 
-def normalise_cfr(target: Path, out: Path) -> dict[str, Any]:
-    """Re-time a variable-frame-rate target to constant fps (engine API) so that frame ranges
-    are exact; returns the probe of the CFR file."""
+def normalise_cfr(order_area: Any, target_rel: str) -> dict[str, Any]:
+    """Re-time a variable-frame-rate target to constant fps (engine API) into
+    `input/target_cfr.mkv`, so frame ranges are exact; returns the probe of the CFR file."""
+    import tempfile
+
     from faceworker import errors, video
 
-    try:
-        return video.normalise_to_cfr(target, out).to_dict()
-    except errors.BadInput as exc:
-        raise BadOrder(f"could not normalise the VFR target: {exc}") from exc
+    with tempfile.TemporaryDirectory(prefix="ff-cfr-") as tmp:
+        src = order_area.stage(target_rel, tmp)
+        out = Path(tmp) / "target_cfr.mkv"
+        try:
+            probe = video.normalise_to_cfr(src, out).to_dict()
+        except errors.BadInput as exc:
+            raise BadOrder(f"could not normalise the VFR target: {exc}") from exc
+        order_area.upload_from(out, "input/target_cfr.mkv")
+    probe["path"] = order_area.uri("input/target_cfr.mkv")
+    return probe
 
 
 def ingest(order: dict[str, Any], cfg: RunConfig, timeout_s: float = 1200) -> dict[str, Any]:
     """Validate the inputs, copy them into the work area, probe, normalise, embed the source."""
+    from operators.s3.workarea import size_of
+
     order_id = order["order_id"]
     roots = cfg.input_roots
     try:
@@ -184,41 +213,40 @@ def ingest(order: dict[str, Any], cfg: RunConfig, timeout_s: float = 1200) -> di
     if target.suffix not in VIDEO_SUFFIXES:
         raise BadOrder(f"target {target.uri}: expected a video ({', '.join(sorted(VIDEO_SUFFIXES))})")
 
-    odir = order_dir(cfg, order_id)
-    inp = odir / "input"
-    src_local = inp / f"source{source.suffix}"
-    tgt_local = inp / f"target{target.suffix}"
-    _copy_in(source, src_local)
-    _copy_in(target, tgt_local)
-    ref_local = None
-    if reference is not None:
-        ref_local = inp / f"reference{reference.suffix}"
-        _copy_in(reference, ref_local)
+    oa = area(cfg, order_id)
+    src_rel, tgt_rel = f"input/source{source.suffix}", f"input/target{target.suffix}"
+    with worker_env(cfg):
+        src_in = _bring_in(oa, source, src_rel, cfg)
+        tgt_in = _bring_in(oa, target, tgt_rel, cfg)
+        ref_uri = None
+        if reference is not None:
+            ref_uri = _bring_in(oa, reference, f"input/reference{reference.suffix}", cfg)["uri"]
 
-    probe = run_worker(["probe", str(tgt_local)], timeout_s=120)
-    info = VideoInfo.from_probe(probe)
-    check_caps(info, tgt_local.stat().st_size, cfg)
-    video = tgt_local
-    if info.vfr:
-        video = inp / "target_cfr.mkv"
-        probe = normalise_cfr(tgt_local, video)
+        probe = run_worker(["probe", oa.uri(tgt_rel)], timeout_s=120)
         info = VideoInfo.from_probe(probe)
-    (inp / "probe.json").write_text(json.dumps(probe, indent=2))
+        check_caps(info, size_of(oa, tgt_rel), cfg)
+        video = oa.uri(tgt_rel)
+        if info.vfr:
+            probe = normalise_cfr(oa, tgt_rel)
+            video = oa.uri("input/target_cfr.mkv")
+            info = VideoInfo.from_probe(probe)
+        oa.write_json("input/probe.json", probe)
 
-    embed_args = ["embed", "--work", str(odir.parent.parent), "--order", order_id]
-    if ref_local is not None:
-        embed_args += ["--reference", str(ref_local)]
-    if order.get("face_selector") == "many":
-        embed_args += ["--selector", "largest"]
-    face = run_worker(embed_args, timeout_s=300)
+        embed_args = ["embed", "--work", work_root(cfg), "--order", order_id]
+        if ref_uri is not None:
+            embed_args += ["--reference", ref_uri]
+        if order.get("face_selector") == "many":
+            embed_args += ["--selector", "largest"]
+        face = run_worker(embed_args, timeout_s=300)
     return {
         "order_id": order_id,
-        "order_dir": str(odir),
+        "order_dir": order_dir(cfg, order_id),
         "source_uri": source.uri,
         "target_uri": target.uri,
-        "video": str(video),
-        "source_local": str(src_local),
-        "target_local": str(tgt_local),
+        "source_sha256": src_in.get("sha256"),
+        "video": video,
+        "source_local": src_in["uri"],
+        "target_local": tgt_in["uri"],
         "frames": info.frames,
         "fps": info.fps,
         "width": info.width,
@@ -252,12 +280,12 @@ def split(
     """Cut the mezzanine pieces and return the chunk specs the swap tasks map over."""
     frames = int(ingested["frames"])
     size = effective_chunk_frames(frames, int(order["chunk_frames"]), max_chunks)
-    odir = order_dir(cfg, order["order_id"])
-    result = run_worker(
-        ["split", "--work", str(odir.parent.parent), "--order", order["order_id"],
-         "--chunk-frames", str(size)],
-        timeout_s=timeout_s,
-    )
+    with worker_env(cfg):
+        result = run_worker(
+            ["split", "--work", work_root(cfg), "--order", order["order_id"],
+             "--chunk-frames", str(size)],
+            timeout_s=timeout_s,
+        )
     chunks = [
         {"chunk": int(c["chunk"]), "start": int(c["start"]), "end": int(c["end"])}
         for c in result["chunks"]
@@ -273,13 +301,15 @@ def split(
 def merge(order: dict[str, Any], ingested: dict[str, Any], cfg: RunConfig,
           timeout_s: float = 1800) -> dict[str, Any]:
     """Concat the swapped segments, mux the original audio, check frames and duration."""
+    from operators.s3.workarea import size_of
+
     order_id = order["order_id"]
-    odir = order_dir(cfg, order_id)
-    result = run_worker(
-        ["merge", "--work", str(odir.parent.parent), "--order", order_id], timeout_s=timeout_s
-    )
-    output = Path(result.get("output") or odir / "output" / f"{order_id}.mp4")
-    out_info = VideoInfo.from_probe(run_worker(["probe", str(output)], timeout_s=120))
+    oa = area(cfg, order_id)
+    rel = f"output/{order_id}.mp4"
+    with worker_env(cfg):
+        run_worker(["merge", "--work", work_root(cfg), "--order", order_id], timeout_s=timeout_s)
+        out_info = VideoInfo.from_probe(run_worker(["probe", oa.uri(rel)], timeout_s=120))
+        size = size_of(oa, rel)
     frames, fps = int(ingested["frames"]), float(ingested["fps"])
     if out_info.frames != frames:
         raise AirflowException(f"merged video has {out_info.frames} frames, the input {frames}")
@@ -290,13 +320,21 @@ def merge(order: dict[str, Any], ingested: dict[str, Any], cfg: RunConfig,
     if ingested.get("has_audio") and not out_info.has_audio:
         raise AirflowException("the target has audio but the merged video has none")
     return {
-        "output": str(output),
-        "output_uri": output.as_uri(),
+        "output": oa.uri(rel),
+        "output_uri": oa.uri(rel) if "://" in oa.uri(rel) else Path(oa.uri(rel)).as_uri(),
         "frames": out_info.frames,
         "duration_s": out_info.duration_s,
         "has_audio": out_info.has_audio,
-        "bytes": output.stat().st_size,
+        "bytes": size,
     }
+
+
+def swapped_files(cfg: RunConfig, order_id: str, name: str) -> list[str]:
+    """URIs of `swapped/<i>/<name>` for every chunk that has one (lineage, reports)."""
+    oa = area(cfg, order_id)
+    with worker_env(cfg):
+        rels = oa.list("swapped")
+    return [oa.uri(r) for r in sorted(rels) if r.endswith(f"/{name}")]
 
 
 def record_failure(context: Any) -> None:
@@ -313,8 +351,8 @@ def record_failure(context: Any) -> None:
         order_id = params.get("order_id")
         if not order_id:
             return
-        odir = order_dir(run_time(), str(order_id))
-        odir.mkdir(parents=True, exist_ok=True)
+        cfg = run_time()
+        oa = area(cfg, str(order_id))
         record = {
             "at": datetime.now(timezone.utc).isoformat(),
             "run_id": context.get("run_id"),
@@ -323,18 +361,22 @@ def record_failure(context: Any) -> None:
             "try_number": getattr(ti, "try_number", None),
             "error": str(context.get("exception") or "unknown error"),
         }
-        with open(odir / "failures.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, default=str) + "\n")
+        line = (json.dumps(record, default=str) + "\n").encode()
+        with worker_env(cfg):
+            before = oa.read_bytes("failures.jsonl") if oa.exists("failures.jsonl") else b""
+            oa.write_bytes("failures.jsonl", before + line)
     except Exception:  # noqa: BLE001 - a callback must never mask the real failure
         log.warning("could not record the task failure", exc_info=True)
 
 
-def qa_report(odir: Path, order: dict[str, Any]) -> dict[str, Any] | None:
+def qa_report(cfg: RunConfig, order: dict[str, Any]) -> dict[str, Any] | None:
     """Build the order's QA report (quality.report); a broken report never fails an order."""
+    odir = order_dir(cfg, order["order_id"])
     try:
         from quality.report import build_report
 
-        return build_report(str(odir), order)
+        with worker_env(cfg):
+            return build_report(odir, order)
     except Exception:  # noqa: BLE001
         log.warning("could not build the QA report for %s", odir, exc_info=True)
         return None

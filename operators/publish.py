@@ -1,4 +1,7 @@
-"""Publish a finished order: copy the merged video to the delivery prefix, atomically.
+"""Publish a finished order: deliver the merged video to the publish prefix, atomically.
+
+Local prefixes (the embedded default) are handled here; s3:// prefixes go through
+operators.s3.delivery (content-addressed keys, checksums, SSE, CDN, presigned URL).
 
 A customer (or a CDN) polling the published folder must never see a half-written file, so the
 copy goes to a hidden temp name in the destination directory and is renamed into place.
@@ -7,7 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -16,10 +23,7 @@ from airflow.sdk.exceptions import AirflowFailException
 def destination(publish_to: str, order_id: str) -> Path:
     """Where `<order_id>.mp4` goes under a local publish prefix (path or file:// URI)."""
     if publish_to.startswith("s3://"):
-        raise AirflowFailException(
-            "publishing to s3:// needs the S3 publisher, which this deployment lacks; "
-            "use a local folder or file:// prefix"
-        )
+        raise AirflowFailException("s3:// prefixes are published by operators.s3.delivery")
     if publish_to.startswith("file://"):
         parsed = urlparse(publish_to)
         if parsed.netloc not in ("", "localhost"):
@@ -44,3 +48,43 @@ def publish_local(output: Path, publish_to: str, order_id: str) -> str:
     finally:
         tmp.unlink(missing_ok=True)
     return dest.as_uri()
+
+
+@contextmanager
+def _local_copy(output: str) -> Iterator[Path]:
+    """The merged video as a local file (downloaded when the work area is on S3)."""
+    if not output.startswith("s3://"):
+        yield Path(output[len("file://"):] if output.startswith("file://") else output)
+        return
+    import tempfile
+
+    from operators.s3.client import s3_client
+    from operators.s3.ingest import download
+
+    with tempfile.TemporaryDirectory(prefix="ff-publish-") as tmp:
+        local = Path(tmp) / Path(output).name
+        download(s3_client(), output, local, max_bytes=None)
+        yield local
+
+
+def publish(
+    output: str,
+    publish_to: str,
+    order_id: str,
+    *,
+    quality: dict[str, Any] | None = None,
+    source_sha256: str | None = None,
+    when: datetime | None = None,
+) -> dict[str, Any]:
+    """Deliver the merged video: s3:// prefixes through operators.s3.delivery (checksummed,
+    encrypted, CDN invalidation, presigned URL), local prefixes by atomic copy. Returns the
+    XCom payload; its `uri` is the published URI."""
+    with _local_copy(output) as local:
+        if publish_to.startswith("s3://"):
+            from operators.s3.delivery import publish_and_deliver
+
+            return publish_and_deliver(
+                local, publish_to, order_id, source_sha256=source_sha256, quality=quality, when=when
+            )
+        uri = publish_local(local, publish_to, order_id)
+        return {"uri": uri, "size": local.stat().st_size}

@@ -178,10 +178,16 @@ def failure_reasons(order_id: str, run_id: str) -> list[dict[str, Any]]:
     """The run's records in `<order>/failures.jsonl` (written by the tasks' failure callback)."""
     from operators import config, media
 
-    path = media.order_dir(config.run_time(use_variables=False), order_id) / "failures.jsonl"
-    if not path.exists():
-        return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    cfg = config.run_time(use_variables=False)
+    try:
+        with media.worker_env(cfg):
+            oa = media.area(cfg, order_id)
+            if not oa.exists("failures.jsonl"):
+                return []
+            text = oa.read_bytes("failures.jsonl").decode("utf-8", "replace")
+    except Exception as exc:  # noqa: BLE001 - the failure itself is what matters
+        return [{"task_id": "?", "error": f"(could not read failures.jsonl: {exc})", "run_id": run_id}]
+    records = [json.loads(line) for line in text.splitlines() if line.strip()]
     return [r for r in records if r.get("run_id") == run_id]
 
 

@@ -62,6 +62,6 @@ def test_publish_is_atomic_and_overwrites(tmp_path: Path) -> None:
 def test_publish_refuses_unsupported_prefixes(tmp_path: Path) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
-    for prefix in ("relative/dir", "file://host/x", "s3://bucket/prefix"):
+    for prefix in ("relative/dir", "file://host/x", "s3://bucket/prefix"):  # s3: delivery module
         with pytest.raises(AirflowFailException):
             publish.destination(prefix, "o-1")
