@@ -15,40 +15,39 @@ def lab_color_transfer(src_bgr: np.ndarray, ref_bgr: np.ndarray, src_mask: np.nd
 
     `strength` < 1 keeps part of the source's own contrast (texture carries identity).
     """
-    sm, rm = src_mask > 0, ref_mask > 0
-    if sm.sum() < 16 or rm.sum() < 16:
+    if cv2.countNonZero(src_mask) < 16 or cv2.countNonZero(ref_mask) < 16:
         return src_bgr
-    src = cv2.cvtColor(src_bgr, cv2.COLOR_BGR2LAB).astype(np.float32)
-    ref = cv2.cvtColor(ref_bgr, cv2.COLOR_BGR2LAB).astype(np.float32)
-    s_px, r_px = src[sm], ref[rm]
-    s_mu, s_sd = s_px.mean(0), s_px.std(0) + 1e-3
-    r_mu, r_sd = r_px.mean(0), r_px.std(0) + 1e-3
-    gain = 1.0 + strength * (r_sd / s_sd - 1.0)
+    src_lab = cv2.cvtColor(src_bgr, cv2.COLOR_BGR2LAB)
+    ref_lab = cv2.cvtColor(ref_bgr, cv2.COLOR_BGR2LAB)
+    s_mu, s_sd = (v.reshape(3).astype(np.float32) for v in cv2.meanStdDev(src_lab, mask=src_mask))
+    r_mu, r_sd = (v.reshape(3).astype(np.float32) for v in cv2.meanStdDev(ref_lab, mask=ref_mask))
+    gain = 1.0 + strength * ((r_sd + 1e-3) / (s_sd + 1e-3) - 1.0)
     gain = np.clip(gain, 0.5, 2.0)
     shift = s_mu + strength * (r_mu - s_mu)
-    out = (src - s_mu) * gain + shift
+    out = (src_lab.astype(np.float32) - s_mu) * gain + shift
     return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2BGR)
 
 
 def feather_mask(mask: np.ndarray, feather_px: int) -> np.ndarray:
-    """Soft edge that stays *inside* the hard mask: erode by half the feather, then blur."""
+    """Soft edge that stays *inside* the hard mask: alpha ramps 0 -> 255 over `feather_px` from the border.
+
+    A distance transform (not erode + blur) because large elliptical kernels cost ~6 ms per ROI.
+    """
     if feather_px <= 0:
         return mask
-    k = max(1, feather_px // 2)
-    er = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
-    ksize = 2 * k + 1
-    soft = cv2.GaussianBlur(er, (ksize, ksize), 0)
-    soft[mask == 0] = 0
-    return soft
+    dist = cv2.distanceTransform((mask > 0).astype(np.uint8), cv2.DIST_L2, 3)
+    t = np.clip(dist / float(feather_px), 0.0, 1.0)
+    t = t * t * (3.0 - 2.0 * t)  # smoothstep: no visible kink where the ramp ends
+    return (t * 255.0 + 0.5).astype(np.uint8)
 
 
 def alpha_blend(frame: np.ndarray, face: np.ndarray, alpha_u8: np.ndarray) -> np.ndarray:
     """frame*(1-a) + face*a inside the mask's bounding box only (cheap at 1080p)."""
     out = frame.copy()
-    ys, xs = np.nonzero(alpha_u8)
-    if len(ys) == 0:
+    x0, y0, bw, bh = cv2.boundingRect(alpha_u8)
+    if bw == 0 or bh == 0:
         return out
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    y1, x1 = y0 + bh, x0 + bw
     a = alpha_u8[y0:y1, x0:x1, None].astype(np.float32) / 255.0
     f = frame[y0:y1, x0:x1].astype(np.float32)
     g = face[y0:y1, x0:x1].astype(np.float32)

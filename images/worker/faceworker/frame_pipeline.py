@@ -129,4 +129,11 @@ class SwapSession:
         size = max(f.size for f in faces)
         r = max(8, int(self.mask_dilate_frac * size))
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-        return cv2.dilate((mask > 0).astype(np.uint8) * 255, kernel)
+        bx, by, bw, bh = cv2.boundingRect(mask)
+        h, w = mask.shape
+        y0, y1 = max(0, by - r), min(h, by + bh + r)
+        x0, x1 = max(0, bx - r), min(w, bx + bw + r)
+        out = np.zeros_like(mask)
+        roi = np.where(mask[y0:y1, x0:x1] > 0, 255, 0).astype(np.uint8)
+        out[y0:y1, x0:x1] = cv2.dilate(roi, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        return out

@@ -163,7 +163,9 @@ class FaceTracker:
     def _detect(self, frame: np.ndarray, gray: np.ndarray) -> None:
         faces = self.analyzer.detect(gray)
         if self.selector == "reference":
-            chosen = self._closest(frame, faces, self.reference)
+            chosen = self._still_there(faces)
+            if chosen is None:
+                chosen = self._closest(frame, faces, self.reference)
             if chosen is None and self.analyzer.detect_scale < 1.0:
                 # the downscaled detector misses small faces: look again at full scale
                 faces = self.analyzer.detect(gray, scale=1.0)
@@ -176,17 +178,44 @@ class FaceTracker:
             if not faces:
                 self.tracks = []
                 return
-            chosen = faces[0]
-            if len(faces) > 1 and self.tracks and self.tracks[0].embedding is not None:
-                same = self._closest(frame, faces, self.tracks[0].embedding)
-                chosen = same if same is not None else faces[0]
-            if not self.tracks or len(faces) > 1:
-                self._embed(frame, chosen)  # the track's identity, reused for id_dist_target
-            self._assign([chosen])
+            self._assign([self._pick_one(frame, gray, faces)])
             return
         for f in faces:
             self._embed(frame, f)
         self._assign(faces)
+
+    def _still_there(self, faces: list[Face]) -> Face | None:
+        """The one detection overlapping the single current track, if exactly one does (no embedding needed)."""
+        if len(self.tracks) != 1:
+            return None
+        t = self.tracks[0]
+        prev = _box_from(t.raw, t.box_offset)
+        overlapping = [f for f in faces if _iou(prev, f.bbox) > 0.3]
+        return overlapping[0] if len(overlapping) == 1 else None
+
+    def _pick_one(self, frame: np.ndarray, gray: np.ndarray, faces: list[Face]) -> Face:
+        """The tracked person if still there (by overlap when unambiguous, else by identity), else the largest face.
+
+        Embeddings cost ~60 ms each, so they are computed only when overlap cannot decide.
+        """
+        if not self.tracks:
+            self._embed(frame, faces[0])  # the track's identity, reused for id_dist_target
+            return faces[0]
+        t = self.tracks[0]
+        kept = self._still_there(faces)
+        if kept is not None:
+            return kept
+        if t.embedding is None:
+            return faces[0]
+        same = self._closest(frame, faces, t.embedding)
+        if same is None and self.analyzer.detect_scale < 1.0:
+            # our face may be too small for the downscaled pass (DESIGN §7): look at full scale
+            full = self.analyzer.detect(gray, scale=1.0)
+            same = self._closest(frame, full, t.embedding)
+        if same is not None:
+            return same
+        self._embed(frame, faces[0])
+        return faces[0]
 
     def _closest(self, frame: np.ndarray, faces: list[Face], ref: np.ndarray | None) -> Face | None:
         if ref is None or not faces:
