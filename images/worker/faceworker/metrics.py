@@ -61,8 +61,7 @@ def find_output_face(output: np.ndarray, near: Face, analyzer: FaceAnalyzer) -> 
     cx0, cy0 = max(0, x0 - s), max(0, y0 - s)
     cx1, cy1 = min(w, x1 + s), min(h, y1 + s)
     crop = np.ascontiguousarray(output[cy0:cy1, cx0:cx1])
-    scale = 1.0 if s < 200 else analyzer.detect_scale
-    faces = analyzer.detect(crop, scale=scale)
+    faces = analyzer.detect(crop, scale=min(1.0, 120.0 / max(s, 1)))  # face ~120 px: HOG's sweet spot, cheap
     if not faces:
         return None
     centre = np.array([(x0 + x1) / 2 - cx0, (y0 + y1) / 2 - cy0])
