@@ -32,3 +32,18 @@ def test_no_failure_no_change_and_base_kept():
     assert fallback_options([]) == {}
     assert fallback_options([], base={"identity_weight": 0.8}) == {"identity_weight": 0.8}
     assert fallback_options([{"metric": "id_cosine"}], swapper="inswapper_128") == {}
+
+
+@pytest.mark.parametrize("metric", ["face_found_after", "landmark_jitter_px", "id_cosine", "psnr_outside_db"])
+def test_options_pass_the_chunk_runner_validation(metric):
+    """Detector settings go under "detector" exactly when the engine's runner accepts them."""
+    from faceworker import chunk_runner
+    from faceworker.swappers.classic import ClassicSwapper
+
+    opts = fallback_options([{"metric": metric}])
+    swapper_opts, detector = chunk_runner.split_options(opts)
+    ClassicSwapper(**swapper_opts)
+    if metric == "face_found_after":
+        assert detector == {"detect_scale": 1.0, "upsample": 1}
+    if metric == "landmark_jitter_px":
+        assert detector == {"detect_scale": 1.0, "redetect_every": 1}
