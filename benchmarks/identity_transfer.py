@@ -143,6 +143,28 @@ def distance_distribution(faces: dict[str, np.ndarray] | None = None) -> dict[st
             "norms": {k: round(float(np.linalg.norm(v)), 3) for k, v in embs.items()}}
 
 
+def stage_costs(size: tuple[int, int], frames: int = 40, faces: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """CPU and wall ms per frame of SwapSession.process and measure_frame (sample order, no encode).
+
+    CPU time (process_time) is reported because the shared 2-core machine inflates wall time.
+    """
+    faces = faces or shipped_faces()
+    source = load_source_face(faces[DEFAULT_SOURCE], selector="largest")
+    clip = synth_target_frames(faces[DEFAULT_TARGET], frames + 1, size, 25, 0)
+    session = SwapSession(source)
+    session.process(clip[0], 0)  # warm-up: first detection, model load
+    c0, w0 = time.process_time(), time.perf_counter()
+    results = [session.process(f, i + 1) for i, f in enumerate(clip[1:])]
+    c1, w1 = time.process_time(), time.perf_counter()
+    for f, (o, info) in zip(clip[1:], results):
+        measure_frame(f, o, info, source.embedding, session.analyzer)
+    c2, w2 = time.process_time(), time.perf_counter()
+    n = float(frames)
+    return {"size": f"{size[0]}x{size[1]}", "frames": frames,
+            "process_cpu_ms": round(1e3 * (c1 - c0) / n, 1), "process_wall_ms": round(1e3 * (w1 - w0) / n, 1),
+            "metrics_cpu_ms": round(1e3 * (c2 - c1) / n, 1), "metrics_wall_ms": round(1e3 * (w2 - w1) / n, 1)}
+
+
 def default_pairs() -> list[tuple[str, str]]:
     pairs = [(DEFAULT_SOURCE, DEFAULT_TARGET)]
     pairs += [(s, t) for s in FRONTAL for t in FRONTAL if s != t and (s, t) not in pairs]
@@ -172,12 +194,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--options", default="{}", help="classic swapper options as JSON")
     ap.add_argument("--no-encode", action="store_true", help="measure raw frames (skip the H.264 round trip)")
     ap.add_argument("--distribution", action="store_true", help="also measure the dlib distance distribution")
+    ap.add_argument("--speed", action="store_true", help="only measure per-frame stage costs at 720p and 1080p")
     ap.add_argument("--out", default="benchmarks/results/identity_transfer.json")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     w, h = (int(v) for v in args.size.lower().split("x"))
     pairs = [tuple(p.split(":")) for p in args.pairs.split(",") if p] or default_pairs()
     faces = shipped_faces()
+    if args.speed:
+        costs = [stage_costs(sz, faces=faces) for sz in ((1280, 720), (1920, 1080))]
+        for c in costs:
+            print(json.dumps(c))
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"stage_costs": costs}, indent=1))
+        return 0
     results = []
     for s, t in pairs:
         r = run_pair(s, t, args.frames, (w, h), json.loads(args.options), not args.no_encode, faces=faces)
