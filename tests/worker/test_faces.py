@@ -158,3 +158,34 @@ def test_selector_validation() -> None:
         FaceTracker(FaceAnalyzer(), "all")
     with pytest.raises(ValueError):
         FaceTracker(FaceAnalyzer(), "reference")
+
+
+def _place(canvas: np.ndarray, img: np.ndarray, face_px: int, centre: tuple[int, int]) -> None:
+    """Paste `img` scaled so its detected face is ~face_px wide, centred at `centre`."""
+    f = FaceAnalyzer(detect_scale=1.0).detect(img)[0]
+    s = face_px / f.size
+    small = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    fc = f.landmarks.mean(0) * s
+    x0, y0 = int(centre[0] - fc[0]), int(centre[1] - fc[1])
+    h, w = small.shape[:2]
+    cx0, cy0 = max(0, x0), max(0, y0)
+    cx1, cy1 = min(canvas.shape[1], x0 + w), min(canvas.shape[0], y0 + h)
+    canvas[cy0:cy1, cx0:cx1] = small[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+
+
+def test_one_selector_keeps_identity_when_a_bigger_face_appears(faces) -> None:
+    """DESIGN §7: the half-scale pass misses a small face; position alone would jump to the other person."""
+    a, b = faces["t1_2"], faces["astronaut"]
+    f1 = np.full((720, 1280, 3), 60, np.uint8)
+    _place(f1, a, 200, (400, 360))
+    f2 = np.full((720, 1280, 3), 60, np.uint8)
+    _place(f2, a, 70, (250, 200))  # ours, now small (missed at 0.5x) and elsewhere
+    _place(f2, b, 220, (950, 380))  # someone else, big
+    half = FaceAnalyzer(detect_scale=0.5)
+    assert len(half.detect(f2)) == 1  # the premise: only the big stranger is seen at 0.5x
+    tracker = FaceTracker(half, "one", redetect_every=1, smooth=False)
+    assert len(tracker.update(f1)) == 1
+    got = tracker.update(f2)
+    assert len(got) == 1
+    centre = got[0].landmarks.mean(0)
+    assert np.linalg.norm(centre - [250, 200]) < 40  # still our person, not the stranger at (950, 380)
