@@ -154,7 +154,8 @@ def test_trigger_form_in_chromium(airflow_server: AirflowServer, page) -> None:
     _open(dialog, "Advanced Options")
     dialog.locator("input[name=dagRunId]").fill("order__e2e-ui-1")
     dialog.get_by_test_id("trigger-dag-submit").click()
-    dialog.get_by_text("already exists").first.wait_for()
+    dialog.get_by_text("409 Conflict").first.wait_for()  # the run id exists: no second run
+    expect(dialog.get_by_text("Unique constraint violation", exact=False).first).to_be_visible()
     assert _runs(airflow_server, "e2e-ui-1") == 1
     page.goto(f"{airflow_server.url}/dags/{ORDER_DAG}/runs/order__e2e-ui-1")
     page.get_by_text("order__e2e-ui-1").first.wait_for()
