@@ -77,3 +77,14 @@ def test_worker_exit_codes_map_to_retry_policy(tmp_path, monkeypatch: pytest.Mon
     with pytest.raises(AirflowException, match="transient") as err:
         media.run_worker(["flaky"], timeout_s=10)
     assert not isinstance(err.value, AirflowFailException)
+
+
+def test_work_root_and_order_dir_for_local_and_s3(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("FACEFACTORY_WORK_ROOT", f"file://{tmp_path}/w")
+    cfg = config.run_time(use_variables=False)
+    assert media.work_root(cfg) == str(tmp_path / "w")
+    assert media.order_dir(cfg, "o-1") == f"{tmp_path}/w/orders/o-1"
+    monkeypatch.setenv("FACEFACTORY_WORK_ROOT", "s3://work-bucket/ff/")
+    cfg = config.run_time(use_variables=False)
+    assert media.work_root(cfg) == "s3://work-bucket/ff"
+    assert media.order_dir(cfg, "o-1") == "s3://work-bucket/ff/orders/o-1"
