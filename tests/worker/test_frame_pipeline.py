@@ -1,6 +1,7 @@
 """SwapSession: pass-through of face-less frames, masks, warnings, timings, smoothing."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -87,3 +88,26 @@ def test_source_warnings_reach_every_frame() -> None:
 def test_unknown_selector_rejected(source) -> None:
     with pytest.raises(ValueError):
         SwapSession(source, face_selector="everyone")
+
+
+def test_many_and_reference_selectors_on_group_photo(source) -> None:
+    from faceworker.faces import FaceAnalyzer
+    from faceworker.sample import insightface_images_dir
+
+    group = cv2.imread(str(insightface_images_dir() / "t1.jpg"))
+    full = FaceAnalyzer(detect_scale=1.0)
+    people = sorted(full.detect(group), key=lambda f: f.bbox[0])
+    out, info = SwapSession(source, face_selector="many", analyzer=full).process(group, 0)
+    assert info.swapped and len(info.faces) == 6 and info.faces_target == 6
+    for p in people:  # every face's centre was changed
+        cx, cy = p.landmarks[[30, 33]].mean(0).astype(int)
+        assert info.mask[cy, cx] > 0
+    want = people[0]
+    ref = full.embed(group, want)
+    out, info = SwapSession(source, face_selector="reference", reference_embedding=ref, analyzer=full).process(group, 0)
+    assert len(info.faces) == 1
+    for p in people[1:]:  # only the reference person was touched
+        cx, cy = p.landmarks[[30, 33]].mean(0).astype(int)
+        assert info.mask[cy, cx] == 0 and np.array_equal(out[cy, cx], group[cy, cx])
+    cx, cy = want.landmarks[[30, 33]].mean(0).astype(int)
+    assert info.mask[cy, cx] > 0
