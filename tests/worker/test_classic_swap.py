@@ -34,7 +34,7 @@ def test_registry_returns_protocol_instance() -> None:
         ClassicSwapper(identity_weight=1.5)
 
 
-@pytest.mark.parametrize("opts", [{}, {"blend_mode": "seamless"}, {"identity_weight": 0.5},
+@pytest.mark.parametrize("opts", [{}, {"blend_mode": "seamless"}, {"blend_mode": "pyramid"}, {"identity_weight": 0.5},
                                   {"keep_target_mouth": True, "keep_target_eyes": True}])
 def test_pixels_outside_mask_are_identical(setup, opts) -> None:
     source, frame, target = setup

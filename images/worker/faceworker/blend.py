@@ -91,3 +91,38 @@ def seamless_blend(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, pad: i
     region = m > 0
     out[y0:y1, x0:x1][region] = cloned[region]
     return out
+
+
+def pyramid_blend(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, levels: int = 4) -> np.ndarray:
+    """Laplacian-pyramid blend: low frequencies mix over a wide band, fine detail over a narrow one.
+
+    Hides seams and lighting steps better than a feather while keeping the source's texture
+    (unlike Poisson cloning, which takes the colours of the boundary). Pixels outside the mask are
+    restored afterwards, so the background stays byte-identical.
+    """
+    x0, y0, bw, bh = cv2.boundingRect(mask)
+    if bw == 0 or bh == 0:
+        return frame.copy()
+    pad = 2 ** levels
+    h, w = mask.shape
+    x0, y0 = max(0, x0 - pad), max(0, y0 - pad)
+    x1, y1 = min(w, x0 + bw + 2 * pad), min(h, y0 + bh + 2 * pad)
+    a = frame[y0:y1, x0:x1].astype(np.float32)
+    b = face[y0:y1, x0:x1].astype(np.float32)
+    m = (mask[y0:y1, x0:x1].astype(np.float32) / 255.0)[..., None]
+    ga, gb, gm = [a], [b], [m]
+    for _ in range(levels):
+        ga.append(cv2.pyrDown(ga[-1]))
+        gb.append(cv2.pyrDown(gb[-1]))
+        gm.append(cv2.pyrDown(gm[-1])[..., None] if gm[-1].ndim == 3 else cv2.pyrDown(gm[-1]))
+    out = ga[-1] * (1 - gm[-1]) + gb[-1] * gm[-1]
+    for i in range(levels - 1, -1, -1):
+        size = (ga[i].shape[1], ga[i].shape[0])
+        la = ga[i] - cv2.pyrUp(ga[i + 1], dstsize=size)
+        lb = gb[i] - cv2.pyrUp(gb[i + 1], dstsize=size)
+        mi = gm[i] if gm[i].ndim == 3 else gm[i][..., None]
+        out = cv2.pyrUp(out, dstsize=size) + la * (1 - mi) + lb * mi
+    res = frame.copy()
+    region = mask[y0:y1, x0:x1] > 0
+    res[y0:y1, x0:x1][region] = np.clip(out + 0.5, 0, 255).astype(np.uint8)[region]
+    return res

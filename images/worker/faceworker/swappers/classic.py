@@ -29,7 +29,7 @@ def _shrunk_hull_mask(pts: np.ndarray, shape: tuple[int, int], factor: float) ->
 
 
 class ClassicSwapper:
-    """FaceSwapper: landmark alignment + piecewise-affine warp + LAB colour + feathered/seamless blend."""
+    """FaceSwapper: landmark alignment + piecewise-affine warp + LAB colour + feathered/pyramid/seamless blend."""
 
     name = "classic"
 
@@ -49,8 +49,8 @@ class ClassicSwapper:
             raise BadInput(f"unknown classic swapper options: {sorted(unknown)}")
         if not 0.0 <= float(identity_weight) <= 1.0:
             raise BadInput("identity_weight must be within [0, 1]")
-        if blend_mode not in ("alpha", "seamless"):
-            raise BadInput("blend_mode must be 'alpha' or 'seamless'")
+        if blend_mode not in ("alpha", "seamless", "pyramid"):
+            raise BadInput("blend_mode must be 'alpha', 'seamless' or 'pyramid'")
         self.identity_weight = float(identity_weight)
         self.forehead = float(forehead)
         self.grow = float(grow)
@@ -141,6 +141,9 @@ class ClassicSwapper:
         # 4. blend
         if self.blend_mode == "seamless":
             out_roi = blend.seamless_blend(roi, warped, hard)
+        elif self.blend_mode == "pyramid":
+            # blend weights from the feathered mask; its zero rim keeps the change inside `hard`
+            out_roi = blend.pyramid_blend(roi, warped, blend.feather_mask(hard, int(self.feather_frac * size)))
         else:
             alpha = blend.feather_mask(hard, int(self.feather_frac * size))
             out_roi = blend.alpha_blend(roi, warped, alpha)
