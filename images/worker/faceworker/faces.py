@@ -98,11 +98,9 @@ class FaceAnalyzer:
         if scale < 1.0:
             tries.append((scale, self.upsample))
         tries.append((1.0, self.upsample))
-        if self.upsample == 0:
-            tries.append((1.0, 1))
+        if self.upsample == 0 and gray.shape[0] * gray.shape[1] <= 1920 * 1080:
+            tries.append((1.0, 1))  # last resort; an upsampled pass above 1080p costs seconds
         for scale, up in tries:
-            if up > 0 and gray.shape[0] * gray.shape[1] > 1920 * 1080:
-                continue  # upsampled 1080p+ HOG costs seconds; not worth it per frame
             found = self._detect_rects(gray, scale, up)
             if found:
                 return found
