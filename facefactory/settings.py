@@ -92,8 +92,10 @@ def render_airflow_cfg(airflow_home_dir: Path, facefactory_home: Path) -> str:
 
 
 def write_airflow_cfg(airflow_home_dir: Path, facefactory_home: Path) -> Path:
-    """Write $AIRFLOW_HOME/airflow.cfg from the template (idempotent)."""
+    """Write $AIRFLOW_HOME/airflow.cfg from the template (idempotent). Also creates the
+    OpenLineage file transport's folder, which the transport does not create itself."""
     airflow_home_dir.mkdir(parents=True, exist_ok=True)
+    (facefactory_home / "lineage").mkdir(parents=True, exist_ok=True)
     target = airflow_home_dir / "airflow.cfg"
     text = render_airflow_cfg(airflow_home_dir, facefactory_home)
     if not target.exists() or target.read_text() != text:

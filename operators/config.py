@@ -127,6 +127,11 @@ def with_settings(cfg: RunConfig, **changes: object) -> RunConfig:
     return replace(cfg, settings=replace(cfg.settings, **changes))
 
 
+# Conf keys Airflow itself adds: the OpenLineage provider puts the parent job under
+# "openlineage" when a run is triggered by TriggerDagRunOperator (bulk_orders).
+INJECTED_CONF_KEYS = frozenset({"openlineage"})
+
+
 def order_problems(conf: dict[str, object] | None, order: dict[str, object]) -> list[str]:
     """Why an order must be refused before any work: unknown conf keys (a typo such as
     `min_id_cosin` would otherwise be silently ignored) and schema violations of the merged
@@ -138,7 +143,7 @@ def order_problems(conf: dict[str, object] | None, order: dict[str, object]) -> 
     problems = [
         f"unknown order field {key!r} (known: {', '.join(ORDER_FIELDS)})"
         for key in sorted((conf or {}).keys())
-        if key not in ORDER_FIELDS
+        if key not in ORDER_FIELDS and key not in INJECTED_CONF_KEYS
     ]
     validator = jsonschema.Draft202012Validator(order_json_schema())
     for err in sorted(validator.iter_errors(order), key=lambda e: list(e.path)):

@@ -65,3 +65,8 @@ def test_publish_refuses_unsupported_prefixes(tmp_path: Path) -> None:
     for prefix in ("relative/dir", "file://host/x", "s3://bucket/prefix"):  # s3: delivery module
         with pytest.raises(AirflowFailException):
             publish.destination(prefix, "o-1")
+
+
+def test_conf_keys_injected_by_airflow_are_not_order_problems() -> None:
+    conf = {"order_id": "o-1", "openlineage": {"parentRunId": "x"}}
+    assert config.order_problems(conf, _order()) == []
