@@ -61,8 +61,11 @@ async def record_deadline_miss(
     log_path: str | None = None,
     interval_s: float | None = None,
     **_: Any,
-) -> dict[str, Any]:
-    """AsyncCallback target: log the miss and append it to the misses file."""
+) -> str:
+    """AsyncCallback target: log the miss and append it to the misses file.
+
+    Returns a one-line summary: the triggerer stores the return value in the callback row's
+    `output` column, which takes text (a dict there crashes the triggerer on SQLite)."""
     record = miss_record(context, interval_s)
     path = Path(log_path) if log_path else default_log_path()
     append_record(record, path)
@@ -70,4 +73,4 @@ async def record_deadline_miss(
         "order deadline missed: dag=%s run=%s order=%s deadline=%s (recorded in %s)",
         record["dag_id"], record["run_id"], record["order_id"], record["deadline_time"], path,
     )
-    return record
+    return f"deadline missed: run {record['run_id']} (order {record['order_id']}) recorded in {path}"

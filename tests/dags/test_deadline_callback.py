@@ -28,8 +28,9 @@ def test_miss_is_appended_as_json_line(tmp_path: Path, caplog) -> None:
     }
     path = tmp_path / "misses.jsonl"
     with caplog.at_level("WARNING", logger="facefactory.deadlines"):
-        asyncio.run(module.record_deadline_miss(context=context, log_path=str(path), interval_s=3600))
+        out = asyncio.run(module.record_deadline_miss(context=context, log_path=str(path), interval_s=3600))
         asyncio.run(module.record_deadline_miss(context=context, log_path=str(path)))
+    assert isinstance(out, str) and "order__o-7" in out  # stored in callback.output (a text column)
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(lines) == 2
     assert lines[0]["run_id"] == "order__o-7" and lines[0]["order_id"] == "o-7"
