@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -145,34 +146,52 @@ def _mezzanine_offset(area: OrderArea, spec: ChunkSpec) -> int:
 
 
 class _MaskStore:
-    """Keeps FrameInfo objects between swap and metrics with their full-frame masks PNG-compressed,
-    so a 512-frame 1080p chunk does not hold a GB of masks in memory."""
+    """Keeps FrameInfo objects between swap and metrics with their full-frame masks reduced to the
+    mask's bounding box and PNG-compressed, so a 512-frame 1080p chunk does not hold a GB of masks
+    in memory (and does not pay a full-frame PNG encode + decode per frame: the box is small)."""
 
     def __init__(self) -> None:
-        self._items: list[tuple[Any, dict[str, bytes]]] = []
+        self._items: list[tuple[Any, dict[str, tuple[tuple[int, int, int, int], bytes | None]]]] = []
+        self._shape: tuple[int, int] = (0, 0)
 
     def add(self, info: Any, shape: tuple[int, int]) -> None:
-        packed: dict[str, bytes] = {}
+        self._shape = shape
+        packed: dict[str, tuple[tuple[int, int, int, int], bytes | None]] = {}
         attrs = getattr(info, "__dict__", None)
         if attrs is not None:
             for name, value in list(attrs.items()):
                 if isinstance(value, np.ndarray) and value.shape == shape and value.dtype == np.uint8:
-                    ok, buf = cv2.imencode(".png", value, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-                    if ok:
-                        packed[name] = buf.tobytes()
-                        setattr(info, name, None)
+                    box = cv2.boundingRect(value)  # (x, y, w, h) of the non-zero pixels; w == 0 when empty
+                    x, y, w, h = box
+                    data = None
+                    if w and h:
+                        ok, buf = cv2.imencode(".png", value[y:y + h, x:x + w], [cv2.IMWRITE_PNG_COMPRESSION, 1])
+                        if not ok:
+                            continue
+                        data = buf.tobytes()
+                    packed[name] = (box, data)
+                    setattr(info, name, None)
         self._items.append((info, packed))
 
     def get(self, i: int) -> Any:
         info, packed = self._items[i]
-        for name, data in packed.items():
-            setattr(info, name, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED))
+        for name, ((x, y, w, h), data) in packed.items():
+            full = np.zeros(self._shape, np.uint8)
+            if data is not None:
+                full[y:y + h, x:x + w] = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+            setattr(info, name, full)
         return info
 
     def release(self, i: int) -> None:
         info, packed = self._items[i]
         for name in packed:
             setattr(info, name, None)
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process (all threads) and its waited-for children (the ffmpeg pipes)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _stage_times(info: Any) -> tuple[float, float]:
@@ -278,7 +297,9 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     infos = _MaskStore()
     progress = Progress(log, spec.frames, event="swap_progress")
     shape = (mp.height, mp.width)
-    writer = video.FrameWriter(seg_local, mp.fps, mp.width, mp.height, crf=spec.crf, preset=spec.preset)
+    t_swap, c_swap = time.perf_counter(), _cpu_s()
+    writer = video.BackgroundWriter(
+        video.FrameWriter(seg_local, mp.fps, mp.width, mp.height, crf=spec.crf, preset=spec.preset))
     try:
         frames = video.prefetch(video.read_frames(mezz, offset, offset + spec.frames, size=(mp.width, mp.height)))
         for i in range(spec.frames):
@@ -308,9 +329,11 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     out_probe = video.probe(seg_local)
     if written != spec.frames or out_probe.frames != spec.frames:
         raise video.FFmpegError(f"segment has {out_probe.frames} frames, expected {spec.frames}")
+    t["swap_pass_s"] = time.perf_counter() - t_swap
+    t["swap_cpu_s"] = _cpu_s() - c_swap
 
     # Metrics on the encoded output, against the original (mezzanine) frames.
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_s()
     analyzer = getattr(session, "analyzer", None)
     rows: list[dict[str, Any]] = []
     embs = np.full((spec.frames, source_emb.shape[0]), np.nan, np.float32)
@@ -335,6 +358,7 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     if len(rows) != spec.frames:
         raise video.FFmpegError(f"metrics covered {len(rows)} frames, expected {spec.frames}")
     t["metrics_s"] = time.perf_counter() - t0
+    t["metrics_cpu_s"] = _cpu_s() - c0
 
     recognizer = getattr(getattr(analyzer, "recognizer", None), "name", "dlib_resnet_v1")
     metrics_doc = {"order": spec.order, "chunk": spec.chunk, "start": spec.start, "end": spec.end,

@@ -37,23 +37,39 @@ def ssim_outside(original: np.ndarray, output: np.ndarray, mask: np.ndarray | No
     """Mean SSIM (grey, 7×7 uniform window as scikit-image's default) over the pixels where mask == 0.
 
     A box filter rather than the 11×11 Gaussian: same ranking, about a third of the cost per frame.
+    The arithmetic runs in place and the masked mean in cv2 (no boolean-indexed copy of the map):
+    the same value to ~1e-7, at fewer full-frame temporaries.
     """
     a = cv2.cvtColor(original, cv2.COLOR_BGR2GRAY).astype(np.float32)
     b = cv2.cvtColor(output, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    keep = None if mask is None else cv2.compare(mask, 0, cv2.CMP_EQ)
+    if keep is not None and cv2.countNonZero(keep) == 0:
+        return 1.0
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 
     def blur(x: np.ndarray) -> np.ndarray:
         return cv2.boxFilter(x, -1, (7, 7), borderType=cv2.BORDER_REFLECT)
 
     mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a * mu_a
-    var_b = blur(b * b) - mu_b * mu_b
-    cov = blur(a * b) - mu_a * mu_b
-    smap = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-    keep = np.ones(a.shape, bool) if mask is None else (mask == 0)
-    if not keep.any():
-        return 1.0
-    return float(smap[keep].mean())
+    var, cov = blur(a * a), blur(a * b)  # E[a²] (then + E[b²]) and E[ab], turned into variances in place
+    var += blur(b * b)
+    mu_ab = mu_a * mu_b
+    cov -= mu_ab
+    cov *= 2.0
+    cov += c2  # 2·cov + c2
+    mu_ab *= 2.0
+    mu_ab += c1  # 2·mu_a·mu_b + c1
+    mu_a *= mu_a
+    mu_b *= mu_b
+    var -= mu_a
+    var -= mu_b
+    var += c2  # var_a + var_b + c2
+    mu_a += mu_b
+    mu_a += c1  # mu_a² + mu_b² + c1
+    mu_ab *= cov
+    mu_a *= var
+    smap = cv2.divide(mu_ab, mu_a)
+    return float(cv2.mean(smap, mask=keep)[0])
 
 
 def find_output_face(output: np.ndarray, near: Face, analyzer: FaceAnalyzer) -> Face | None:

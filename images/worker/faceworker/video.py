@@ -449,7 +449,7 @@ class FrameWriter:
             raise ValueError(f"frame {frame.shape} {frame.dtype} != ({self.height}, {self.width}, 3) uint8")
         assert self._proc.stdin is not None
         try:
-            self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+            self._proc.stdin.write(np.ascontiguousarray(frame).reshape(-1).data)  # no copy
         except BrokenPipeError:
             self._finish()
             raise FFmpegError(f"encode {self.path}: ffmpeg exited early")
@@ -490,6 +490,61 @@ class FrameWriter:
             self.close()
         else:
             self.abort()
+
+
+class BackgroundWriter:
+    """Hands frames to a FrameWriter from a thread, so the caller's next frame overlaps ffmpeg's
+    encode (pipe writes release the GIL; a full pipe otherwise stalls the swap loop). At most
+    `depth` frames wait in memory; an encoder error surfaces on the next write or on close."""
+
+    def __init__(self, writer: FrameWriter, depth: int = 4) -> None:
+        import queue
+        import threading
+
+        self.writer = writer
+        self._q: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=max(1, depth))
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._pump, name="frame-writer", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        while True:
+            frame = self._q.get()
+            if frame is None:
+                return
+            if self._error is not None:
+                continue  # drain so the producer never blocks on a dead encoder
+            try:
+                self.writer.write(frame)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                self._error = exc
+
+    def write(self, frame: np.ndarray) -> None:
+        if self._error is not None:
+            raise self._error
+        if frame.shape != (self.writer.height, self.writer.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(f"frame {frame.shape} {frame.dtype} != ({self.writer.height}, {self.writer.width}, 3) uint8")
+        self._q.put(frame)
+
+    def close(self) -> int:
+        """Wait for the queued frames, finish the file, return the number of frames written."""
+        self._q.put(None)
+        self._thread.join()
+        if self._error is not None:
+            self.writer.abort()
+            raise self._error
+        return self.writer.close()
+
+    def abort(self) -> None:
+        self._error = self._error or FFmpegError("aborted")
+        self.writer.abort()  # kills ffmpeg first, so a blocked pipe write returns
+        try:
+            while True:
+                self._q.get_nowait()
+        except Exception:  # noqa: BLE001 - queue.Empty
+            pass
+        self._q.put(None)
+        self._thread.join(timeout=5)
 
 
 def _timescale(fps: Fraction) -> int:
