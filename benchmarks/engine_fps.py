@@ -1,15 +1,19 @@
 """Engine fps vs the ffmpeg I/O bound, at 720p and 1080p, on this machine's CPU.
 
 For each size: synthesise a sample order (t1_2 onto the astronaut, moving), run the real pipeline
-(`embed`, `split`, `run_chunk` with the classic swapper), and time on the *same frames*:
+(`embed`, `split`, `run_chunk` with the classic swapper and the default metrics), and time on the
+*same frames*:
   - bound_ffmpeg: plain `ffmpeg` decode + x264 encode (same preset/CRF as the worker), no Python;
   - bound_pipe:   decode -> Python -> encode through the worker's own pipes, no face work;
-  - swap:         the chunk runner without metrics (decode + detect + swap + encode);
-  - chunk:        the whole chunk including per-frame metrics on the encoded output.
-Also measures the two mezzanine codecs (x264 qp 0 ultrafast vs FFV1) for split speed and size.
-Ratios are against bounds measured in the same run. Writes benchmarks/results/engine_fps.json.
+  - swap:         the chunk's swap pass: decode -> detect/track -> swap -> encode (the issue's "swap fps");
+  - metrics:      the chunk's QA pass on the encoded output (re-detect + embed + PSNR/SSIM per frame);
+  - chunk:        the whole `run_chunk` (both passes, probes, uploads).
+Each as wall fps and CPU ms/frame (this process, its threads and its waited-for children: ffmpeg and
+the metrics worker processes). The chunk runs twice: with the default metrics workers
+(chunk_runner.metrics_workers: inline on <= 2 CPUs) and with --pool-workers worker processes. Ratios divide by the ffmpeg bound measured in the same run. Also measures
+the two mezzanine codecs (x264 qp 0 ultrafast vs FFV1). Writes benchmarks/results/engine_fps.json.
 
-    .venv/bin/python benchmarks/engine_fps.py [--seconds 2] [--sizes 1280x720,1920x1080]
+    .venv/bin/python benchmarks/engine_fps.py [--seconds 2] [--sizes 1280x720,1920x1080] [--no-mezzanine]
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from faceworker import video
-from faceworker.chunk_runner import _default_measure, run_chunk
+from faceworker.chunk_runner import METRICS_WORKERS_ENV, metrics_workers, run_chunk
 from faceworker.cli import main as faceworker_main
 from faceworker.logs import Logger
 from faceworker.sample import build_sample_order
@@ -87,7 +91,49 @@ def mezzanine(src: Path, tmp: Path, frames: int) -> dict[str, Any]:
     return out
 
 
-def bench_size(size: tuple[int, int], seconds: float, tmp: Path, crf: int, preset: str) -> dict[str, Any]:
+def _chunk_run(root: Path, frames: int, crf: int, preset: str, workers: int | None) -> dict[str, Any]:
+    """One real run_chunk (checkpoint removed first); returns its timings plus the chunk's CPU seconds."""
+    import shutil
+
+    shutil.rmtree(root / "orders/bench/swapped", ignore_errors=True)
+    spec = ChunkSpec(work=str(root), order="bench", chunk=0, start=0, end=frames, crf=crf, preset=preset)
+    old = os.environ.get(METRICS_WORKERS_ENV)
+    if workers is not None:
+        os.environ[METRICS_WORKERS_ENV] = str(workers)
+    res: dict[str, Any] = {}
+    try:
+        wall, cpu = _cpu_of(lambda: res.update(run_chunk(spec, log=_quiet_logger())))
+    finally:
+        if old is None:
+            os.environ.pop(METRICS_WORKERS_ENV, None)
+        else:
+            os.environ[METRICS_WORKERS_ENV] = old
+    t = dict(res["timings"])
+    t["chunk_wall_s"], t["chunk_cpu_s"] = wall, cpu
+    t["workers"] = workers if workers is not None else metrics_workers(frames)
+    t["summary"] = res["summary"]
+    return t
+
+
+def _passes(t: dict[str, Any], frames: int, ffm: tuple[float, float]) -> dict[str, Any]:
+    """wall fps, CPU ms/frame and both ratios to the ffmpeg bound for the swap / metrics / chunk passes."""
+    out: dict[str, Any] = {"metrics_workers": t["workers"]}
+    bound_fps, bound_cpu = frames / ffm[0], ffm[1]
+    for name, wall, cpu in (("swap", t["swap_pass_s"], t["swap_cpu_s"]),
+                            ("metrics", t["metrics_s"], t["metrics_cpu_s"]),
+                            ("chunk", t["chunk_wall_s"], t["chunk_cpu_s"])):
+        fps = frames / wall if wall > 0 else float("inf")
+        out[name] = {"wall_fps": round(fps, 2), "cpu_ms_per_frame": round(1000 * cpu / frames, 1),
+                     "ratio_wall_vs_ffmpeg": round(fps / bound_fps, 3),
+                     "ratio_cpu_vs_ffmpeg": round(bound_cpu / cpu, 3) if cpu > 0 else None}
+    out["stage_ms_per_frame"] = {k[:-2]: round(1000 * t[k] / frames, 1)
+                                 for k in ("decode_s", "detect_s", "swap_s", "encode_s")}
+    out["summary"] = t["summary"]
+    return out
+
+
+def bench_size(size: tuple[int, int], seconds: float, tmp: Path, crf: int, preset: str,
+               mezz_codecs: bool = True, pool_workers: int = 2) -> dict[str, Any]:
     w, h = size
     root = tmp / f"work{h}"
     inp = root / "orders" / "bench" / "input"
@@ -107,68 +153,52 @@ def bench_size(size: tuple[int, int], seconds: float, tmp: Path, crf: int, prese
     # best of two: the bounds are cheap, and the minimum is the least disturbed by other load
     ffm = min((_cpu_of(lambda: bound_ffmpeg(mezz, tmp / f"b{h}.mp4", crf, preset)) for _ in range(2)))
     pipe = min((_cpu_of(lambda: bound_pipe(mezz, tmp / f"p{h}.mp4", crf, preset)) for _ in range(2)))
-    t_ffmpeg, t_pipe = ffm[0], pipe[0]
-    spec = ChunkSpec(work=str(root), order="bench", chunk=0, start=0, end=frames, crf=crf, preset=preset)
-    metrics_cpu = [0.0]
-
-    def measure(*a: Any, **k: Any) -> dict[str, Any]:
-        c0 = time.process_time()
-        row = _default_measure(*a, **k)
-        metrics_cpu[0] += time.process_time() - c0
-        return row
-
-    res: dict[str, Any] = {}
-    _, chunk_cpu = _cpu_of(lambda: res.update(run_chunk(spec, measure=measure, log=_quiet_logger())))
-    swap_cpu = chunk_cpu - metrics_cpu[0]
-    t = res["timings"]
-    swap_s = t["total_s"] - t["metrics_s"]
-    row = {
+    load = os.getloadavg()[0]
+    runs = {"default": _passes(_chunk_run(root, frames, crf, preset, None), frames, ffm)}
+    if pool_workers and pool_workers != runs["default"]["metrics_workers"]:
+        runs["pool"] = _passes(_chunk_run(root, frames, crf, preset, pool_workers), frames, ffm)
+    row: dict[str, Any] = {
         "size": f"{w}x{h}",
         "frames": frames,
-        "bound_ffmpeg_fps": round(frames / t_ffmpeg, 2),
-        "bound_pipe_fps": round(frames / t_pipe, 2),
-        "swap_fps": round(frames / swap_s, 2),
-        "chunk_fps": round(frames / t["total_s"], 2),
-        "ratio_swap_vs_ffmpeg": round((frames / swap_s) / (frames / t_ffmpeg), 3),
-        "ratio_swap_vs_pipe": round((frames / swap_s) / (frames / t_pipe), 3),
-        "ratio_chunk_vs_ffmpeg": round((frames / t["total_s"]) / (frames / t_ffmpeg), 3),
-        "cpu_ms_per_frame": {"bound_ffmpeg": round(1000 * ffm[1] / frames, 1),
-                             "bound_pipe": round(1000 * pipe[1] / frames, 1),
-                             "swap": round(1000 * swap_cpu / frames, 1),
-                             "metrics": round(1000 * metrics_cpu[0] / frames, 1),
-                             "chunk": round(1000 * chunk_cpu / frames, 1)},
-        "cpu_ratio_swap_vs_ffmpeg": round(ffm[1] / swap_cpu, 3) if swap_cpu > 0 else None,
-        "cpu_ratio_chunk_vs_ffmpeg": round(ffm[1] / chunk_cpu, 3) if chunk_cpu > 0 else None,
-        "ms_per_frame": {k.replace("_s", ""): round(1000 * v / frames, 1) for k, v in t.items()
-                         if k.endswith("_s")},
-        "summary": res["summary"],
-        "mezzanine": mezzanine(root / "orders/bench/input/target.mp4", tmp / f"m{h}", frames),
+        "loadavg_1m_at_start": round(load, 2),
+        "bound_ffmpeg": {"wall_fps": round(frames / ffm[0], 2), "cpu_ms_per_frame": round(1000 * ffm[1] / frames, 1)},
+        "bound_pipe": {"wall_fps": round(frames / pipe[0], 2), "cpu_ms_per_frame": round(1000 * pipe[1] / frames, 1),
+                       "ratio_wall_vs_ffmpeg": round(ffm[0] / pipe[0], 3), "ratio_cpu_vs_ffmpeg": round(ffm[1] / pipe[1], 3)},
+        "runs": runs,
     }
+    if mezz_codecs:
+        row["mezzanine"] = mezzanine(root / "orders/bench/input/target.mp4", tmp / f"m{h}", frames)
     return row
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    head = (f"{'size':>10} {'frames':>6} {'ffmpeg fps':>10} {'pipe fps':>9} {'swap fps':>9} {'chunk fps':>9} "
-            f"{'swap/ffmpeg':>11} {'chunk/ffmpeg':>12}")
+    head = (f"{'size':>10} {'metrics':>8} {'pass':>8} {'wall fps':>9} {'CPU ms/f':>9} "
+            f"{'wall ratio':>10} {'CPU ratio':>9}   (ratio = pass fps / ffmpeg-bound fps, same run)")
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['size']:>10} {r['frames']:>6} {r['bound_ffmpeg_fps']:>10} {r['bound_pipe_fps']:>9} "
-              f"{r['swap_fps']:>9} {r['chunk_fps']:>9} {r['ratio_swap_vs_ffmpeg']:>11} "
-              f"{r['ratio_chunk_vs_ffmpeg']:>12}")
+        b, p = r["bound_ffmpeg"], r["bound_pipe"]
+        print(f"{r['size']:>10} {'':>8} {'ffmpeg':>8} {b['wall_fps']:>9} {b['cpu_ms_per_frame']:>9} {1.0:>10} {1.0:>9}")
+        print(f"{r['size']:>10} {'':>8} {'pipe':>8} {p['wall_fps']:>9} {p['cpu_ms_per_frame']:>9} "
+              f"{p['ratio_wall_vs_ffmpeg']:>10} {p['ratio_cpu_vs_ffmpeg']:>9}")
+        for mode, run in r["runs"].items():
+            label = f"{mode}:{run['metrics_workers']}"
+            for name in ("swap", "metrics", "chunk"):
+                x = run[name]
+                print(f"{r['size']:>10} {label:>8} {name:>8} {x['wall_fps']:>9} {x['cpu_ms_per_frame']:>9} "
+                      f"{x['ratio_wall_vs_ffmpeg']:>10} {x['ratio_cpu_vs_ffmpeg']:>9}")
     print()
-    print("per-stage ms/frame:")
+    print("swap-pass stages, wall ms/frame (decode = waiting for the prefetch thread, encode = waiting for the writer):")
     for r in rows:
-        print(f"  {r['size']}: " + ", ".join(f"{k} {v}" for k, v in r["ms_per_frame"].items()))
-    print("CPU ms/frame (all cores, this process + ffmpeg children; robust to other load):")
-    for r in rows:
-        c = r["cpu_ms_per_frame"]
-        print(f"  {r['size']}: " + ", ".join(f"{k} {v}" for k, v in c.items())
-              + f"; cpu ratio swap/ffmpeg {r['cpu_ratio_swap_vs_ffmpeg']}, chunk/ffmpeg {r['cpu_ratio_chunk_vs_ffmpeg']}")
-    print("mezzanine (split of the target, all frames):")
-    for r in rows:
-        print(f"  {r['size']}: " + "; ".join(
-            f"{c} {m['fps']} fps, {m['mb_per_frame']} MB/frame" for c, m in r["mezzanine"].items()))
+        for mode, run in r["runs"].items():
+            print(f"  {r['size']} {mode}: " + ", ".join(f"{k} {v}" for k, v in run["stage_ms_per_frame"].items()))
+    print("load average (1 min) when each size started: "
+          + ", ".join(f"{r['size']} {r['loadavg_1m_at_start']}" for r in rows))
+    if all("mezzanine" in r for r in rows):
+        print("mezzanine (split of the target, all frames):")
+        for r in rows:
+            print(f"  {r['size']}: " + "; ".join(
+                f"{c} {m['fps']} fps, {m['mb_per_frame']} MB/frame" for c, m in r["mezzanine"].items()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,13 +208,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--crf", type=int, default=18)
     ap.add_argument("--preset", default="veryfast")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--no-mezzanine", action="store_true", help="skip the mezzanine codec comparison")
+    ap.add_argument("--pool-workers", type=int, default=2,
+                    help="also run the chunk with this many metrics worker processes (0: skip)")
     args = ap.parse_args(argv)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     rows = []
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="engine-fps-") as tmpd:
         for size in sizes:
-            rows.append(bench_size(size, args.seconds, Path(tmpd), args.crf, args.preset))  # type: ignore[arg-type]
+            rows.append(bench_size(size, args.seconds, Path(tmpd), args.crf, args.preset,
+                                   not args.no_mezzanine, args.pool_workers))  # type: ignore[arg-type]
     print_table(rows)
     doc = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                        "loadavg_before": [round(v, 2) for v in load0],

@@ -186,3 +186,20 @@ def test_detector_options_go_to_the_session_not_the_swapper(order_root: Path,
         split_options({"detector": {"cnn": True}})
     with pytest.raises(BadInput, match="detect_scale"):
         split_options({"detector": {"detect_scale": 3}})
+
+
+def test_metrics_workers_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from faceworker.chunk_runner import METRICS_WORKERS_ENV, metrics_workers
+
+    monkeypatch.setenv(METRICS_WORKERS_ENV, "3")
+    assert metrics_workers(10) == 3
+    monkeypatch.setenv(METRICS_WORKERS_ENV, "-1")
+    assert metrics_workers(500) == 0
+    monkeypatch.setenv(METRICS_WORKERS_ENV, "many")
+    with pytest.raises(BadInput):
+        metrics_workers(500)
+    monkeypatch.delenv(METRICS_WORKERS_ENV)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(2)))
+    assert metrics_workers(500) == 0  # two CPUs: inline (measured faster there)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    assert metrics_workers(500) == 4 and metrics_workers(5) == 0

@@ -95,3 +95,45 @@ def test_measure_frame_uses_given_target_embedding(swapped) -> None:
     row = measure_frame(frames[0], out, info, source.embedding, session.analyzer,
                         target_embedding=source.embedding)
     assert row["id_dist_target"] == pytest.approx(row["id_dist_source"])
+
+
+def test_ssim_matches_the_plain_formula() -> None:
+    """The in-place SSIM is the same 7×7 box-window SSIM, masked mean included."""
+    import cv2
+
+    a = _img(3)
+    b = cv2.GaussianBlur(a, (5, 5), 0)
+    mask = np.zeros(a.shape[:2], np.uint8)
+    mask[40:120, 100:220] = 255
+    ga, gb = (cv2.cvtColor(x, cv2.COLOR_BGR2GRAY).astype(np.float64) for x in (a, b))
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(x, -1, (7, 7), borderType=cv2.BORDER_REFLECT)
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    ma, mb = blur(ga), blur(gb)
+    va, vb, cov = blur(ga * ga) - ma * ma, blur(gb * gb) - mb * mb, blur(ga * gb) - ma * mb
+    smap = ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma**2 + mb**2 + c1) * (va + vb + c2))
+    assert ssim_outside(a, b, mask) == pytest.approx(float(smap[mask == 0].mean()), abs=1e-4)
+    assert ssim_outside(a, b, None) == pytest.approx(float(smap.mean()), abs=1e-4)
+    assert ssim_outside(a, b, np.full(mask.shape, 255, np.uint8)) == 1.0  # nothing left to compare
+
+
+def test_chips_in_worker_processes_embed_exactly_like_embed(swapped) -> None:
+    """The metrics pass sends aligned chips to worker processes: same descriptor, bit for bit."""
+    from faceworker.faces import ChipEmbedder
+    from faceworker.metrics import start_measure
+
+    source, session, frames, results = swapped
+    out, info = results[1]
+    rec = session.analyzer.recognizer
+    direct = rec.embed(out, info.faces[0])
+    with ChipEmbedder(1) as pool:
+        vec, ms = pool.submit(rec.chip(out, info.faces[0])).result(timeout=120)
+        pooled = start_measure(frames[1], out, info, source.embedding, session.analyzer, embedder=pool).result()
+    assert np.array_equal(vec, direct) and ms > 0
+    inline = measure_frame(frames[1], out, info, source.embedding, session.analyzer)
+    for key in ("face_found_after", "id_cosine_raw", "id_dist_source", "id_dist_target", "psnr_outside_db",
+                "ssim_outside"):
+        assert pooled[key] == inline[key], key
+    assert np.array_equal(pooled["embedding"], inline["embedding"])

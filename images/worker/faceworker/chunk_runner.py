@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import resource
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,30 @@ def _detector_kwargs(detector: dict[str, Any]) -> dict[str, Any]:
         if key in detector:
             kwargs[key] = detector[key]
     return kwargs
+
+
+METRICS_WORKERS_ENV = "FACEFACTORY_METRICS_WORKERS"
+MIN_FRAMES_FOR_WORKERS = 24  # below this, starting worker processes costs more than it saves
+
+
+def metrics_workers(frames: int) -> int:
+    """Worker processes for the metrics pass's embeddings: FACEFACTORY_METRICS_WORKERS if set
+    (0 = inline), else one per usable CPU beyond two, at most 4. On two CPUs the main process and
+    its ffmpeg readers already keep ~1.3 cores busy, and benchmarks/engine_fps.py measured a pool
+    slower there (process start-up, contention), so small machines embed inline."""
+    raw = os.environ.get(METRICS_WORKERS_ENV, "").strip()
+    if raw:
+        try:
+            return max(0, int(raw))
+        except ValueError as exc:
+            raise BadInput(f"{METRICS_WORKERS_ENV} must be an integer, got {raw!r}") from exc
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    if cpus <= 2 or frames < MIN_FRAMES_FOR_WORKERS:
+        return 0
+    return min(4, cpus - 1)
 
 
 def _default_session_factory(**kwargs: Any) -> Any:
@@ -273,11 +299,11 @@ def run_chunk(
                 return _result(spec, area, done, cached=True)
             log.info("chunk_stale_checkpoint", spec_hash=h, old=(done or {}).get("spec_hash"))
         return _run(spec, area, h, tmp, ref_emb, session_factory or _default_session_factory,
-                    measure or _default_measure, log, t_total)
+                    measure, log, t_total)
 
 
 def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarray | None,
-         session_factory: SessionFactory, measure: MeasureFn, log: Logger, t_total: float) -> dict[str, Any]:
+         session_factory: SessionFactory, measure: MeasureFn | None, log: Logger, t_total: float) -> dict[str, Any]:
     log.info("chunk_start", start=spec.start, end=spec.end, frames=spec.frames, swapper=spec.swapper,
              enhancer=spec.enhancer, spec_hash=h)
     offset = _mezzanine_offset(area, spec)
@@ -334,16 +360,24 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
 
     # Metrics on the encoded output, against the original (mezzanine) frames.
     t0, c0 = time.perf_counter(), _cpu_s()
+    # The metrics pass embeds every output face in worker processes (dlib holds the GIL, so threads
+    # would not overlap it). A caller-supplied `measure` keeps the plain serial loop.
+    embedder = None
+    if measure is None:
+        from faceworker.faces import ChipEmbedder
+
+        embedder = ChipEmbedder(metrics_workers(spec.frames))
     analyzer = getattr(session, "analyzer", None)
     rows: list[dict[str, Any]] = []
     embs = np.full((spec.frames, source_emb.shape[0]), np.nan, np.float32)
     originals = video.prefetch(video.read_frames(mezz, offset, offset + spec.frames, size=(mp.width, mp.height)))
     outputs = video.prefetch(video.read_frames(seg_local, 0, spec.frames, size=(mp.width, mp.height)))
     mprog = Progress(log, spec.frames, event="metrics_progress")
-    for i, (orig, outf) in enumerate(zip(originals, outputs)):
-        info = infos.get(i)
-        row = dict(measure(orig, outf, info, source_emb, analyzer))
-        infos.release(i)
+    from faceworker.metrics import start_measure
+
+    window: deque[tuple[int, Any]] = deque()  # rows whose embedding is computing in a worker
+
+    def finish(i: int, row: dict[str, Any]) -> None:
         for key in EMBEDDING_KEYS:
             if key in row:
                 vec = row.pop(key)
@@ -353,8 +387,26 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
         row.setdefault("chunk", spec.chunk)
         rows.append(row)
         mprog.step(spec.start + i)
-    originals.close()
-    outputs.close()
+
+    try:
+        for i, (orig, outf) in enumerate(zip(originals, outputs)):
+            info = infos.get(i)
+            if embedder is not None:
+                window.append((i, start_measure(orig, outf, info, source_emb, analyzer, embedder=embedder)))
+                while len(window) > 2 * embedder.workers + 2:
+                    j, pending = window.popleft()
+                    finish(j, pending.result())
+            else:
+                finish(i, dict(measure(orig, outf, info, source_emb, analyzer)))
+            infos.release(i)
+        while window:
+            j, pending = window.popleft()
+            finish(j, pending.result())
+    finally:
+        originals.close()
+        outputs.close()
+        if embedder is not None:
+            embedder.close()
     if len(rows) != spec.frames:
         raise video.FFmpegError(f"metrics covered {len(rows)} frames, expected {spec.frames}")
     t["metrics_s"] = time.perf_counter() - t0

@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from faceworker.faces import FaceAnalyzer
+from faceworker.faces import ChipEmbedder, FaceAnalyzer
 from faceworker.frame_pipeline import FrameInfo
 from faceworker.types import Face
 
@@ -93,16 +93,46 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
 
 
-def measure_frame(
+class PendingRow:
+    """A metrics row whose output embedding may still be computing in a ChipEmbedder worker;
+    `.result()` waits for it and fills the identity fields."""
+
+    def __init__(self, row: dict[str, Any], pending: Any, source: np.ndarray | None, target: Any,
+                 t_ms: float) -> None:
+        self.row, self._pending, self._source, self._target, self._t_ms = row, pending, source, target, t_ms
+
+    def result(self) -> dict[str, Any]:
+        row = self.row
+        emb = None
+        t_ms = self._t_ms
+        if self._pending is not None:
+            emb, embed_ms = self._pending.result()
+            t_ms += embed_ms
+            src = np.asarray(self._source, np.float32)
+            row["id_cosine_raw"] = _cos(emb, src)
+            row["id_dist_source"] = float(np.linalg.norm(emb - src))
+            tgt = self._target.result()[0] if hasattr(self._target, "result") else self._target
+            row["id_dist_target"] = float(np.linalg.norm(emb - np.asarray(tgt, np.float32)))
+        row["t_metrics_ms"] = round(t_ms, 3)
+        row["embedding"] = emb
+        return row
+
+
+def start_measure(
     original_bgr: np.ndarray,
     output_bgr: np.ndarray,
     info: FrameInfo,
     source_embedding: np.ndarray,
     analyzer: FaceAnalyzer,
     target_embedding: np.ndarray | None = None,
-) -> dict[str, Any]:
-    """One metrics row. The extra key "embedding" (float32 [D] or None) is for embeddings.npy, not JSON."""
+    embedder: ChipEmbedder | None = None,
+) -> PendingRow:
+    """Everything of a metrics row except the (slow) output embedding, which goes to `embedder`.
+
+    The face is re-detected in the output (find_output_face: a HOG pass on a window around the
+    swap-time box, so `face_found_after` stays a real detection) before it is embedded."""
     t0 = time.perf_counter()
+    embedder = embedder or ChipEmbedder(0)
     row: dict[str, Any] = {
         "frame": info.frame_index,
         "faces_target": int(info.faces_target),
@@ -112,19 +142,20 @@ def measure_frame(
         "id_dist_source": None,
         "id_dist_target": None,
     }
-    emb = None
+    pending = target = None
     if info.faces:
         face = find_output_face(output_bgr, info.faces[0], analyzer)
         if face is not None:
             row["face_found_after"] = True
-            emb = analyzer.recognizer.embed(output_bgr, face).astype(np.float32)
-            src = np.asarray(source_embedding, np.float32)
-            row["id_cosine_raw"] = _cos(emb, src)
-            row["id_dist_source"] = float(np.linalg.norm(emb - src))
             tgt = target_embedding if target_embedding is not None else info.faces[0].embedding
-            if tgt is None:
-                tgt = analyzer.recognizer.embed(original_bgr, info.faces[0])
-            row["id_dist_target"] = float(np.linalg.norm(emb - np.asarray(tgt, np.float32)))
+            if getattr(analyzer.recognizer, "jitter", 0) == 0 and hasattr(analyzer.recognizer, "chip"):
+                pending = embedder.submit(analyzer.recognizer.chip(output_bgr, face))
+                target = tgt if tgt is not None else embedder.submit(
+                    analyzer.recognizer.chip(original_bgr, info.faces[0]))
+            else:  # another recognizer (or jitter): embed inline, the way it defines
+                emb = analyzer.recognizer.embed(output_bgr, face).astype(np.float32)
+                pending = _Done((emb, 0.0))
+                target = tgt if tgt is not None else analyzer.recognizer.embed(original_bgr, info.faces[0])
     row["psnr_outside_db"] = psnr_outside(original_bgr, output_bgr, info.mask)
     row["ssim_outside"] = ssim_outside(original_bgr, output_bgr, info.mask)
     row["landmark_jitter_px"] = info.landmark_jitter_px
@@ -132,6 +163,27 @@ def measure_frame(
     row["warnings"] = list(info.warnings)
     row["t_detect_ms"] = round(info.timings.get("detect_ms", 0.0), 3)
     row["t_swap_ms"] = round(info.timings.get("swap_ms", 0.0) + info.timings.get("enhance_ms", 0.0), 3)
-    row["t_metrics_ms"] = round((time.perf_counter() - t0) * 1e3, 3)
-    row["embedding"] = emb
-    return row
+    return PendingRow(row, pending, source_embedding if pending is not None else None, target,
+                      (time.perf_counter() - t0) * 1e3)
+
+
+class _Done:
+    """A finished value with a Future's `.result()`."""
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def result(self) -> Any:
+        return self._value
+
+
+def measure_frame(
+    original_bgr: np.ndarray,
+    output_bgr: np.ndarray,
+    info: FrameInfo,
+    source_embedding: np.ndarray,
+    analyzer: FaceAnalyzer,
+    target_embedding: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """One metrics row. The extra key "embedding" (float32 [D] or None) is for embeddings.npy, not JSON."""
+    return start_measure(original_bgr, output_bgr, info, source_embedding, analyzer, target_embedding).result()
