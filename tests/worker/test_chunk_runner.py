@@ -10,6 +10,7 @@ import json
 from functools import partial
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -203,3 +204,35 @@ def test_metrics_workers_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert metrics_workers(500) == 0  # two CPUs: inline (measured faster there)
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
     assert metrics_workers(500) == 4 and metrics_workers(5) == 0
+
+
+def test_runner_encoder_converts_in_python_exactly_n_frames(tmp_path: Path) -> None:
+    """The chunk runner hands the encoder I420 converted by cv2 (in the writer thread): frame count,
+    pixel format and fidelity stay what the contract asks of a segment (no worse than ffmpeg's own
+    bgr24 conversion on frames decoded from yuv420p, which is all the runner ever encodes)."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(1)
+    base = cv2.GaussianBlur(rng.integers(0, 256, (180, 320, 3), np.uint8), (9, 9), 0)
+    raw = tmp_path / "raw.mp4"
+    with video.FrameWriter(raw, Fraction(25), 320, 180, crf=0, preset="ultrafast") as w0:
+        for i in range(13):
+            w0.write(np.ascontiguousarray(np.roll(base, 3 * i, axis=1)))
+    frames = list(video.read_frames(raw))  # like the runner's: decoded from yuv420p
+    psnr = {}
+    for convert in (False, True):
+        out = tmp_path / f"seg{convert}.mp4"
+        w = video.BackgroundWriter(video.FrameWriter(out, Fraction(25), 320, 180, crf=12, preset="ultrafast",
+                                                     convert_in_python=convert), depth=2)
+        for f in frames:
+            w.write(f)
+        assert w.close() == 13
+        pr = video.probe(out)
+        assert pr.frames == 13 and pr.pix_fmt == "yuv420p"
+        back = list(video.read_frames(out))
+        assert len(back) == 13
+        psnr[convert] = min(10 * np.log10(255**2 / max(1e-9, np.mean((a.astype(float) - b) ** 2)))
+                            for a, b in zip(frames, back))
+    assert psnr[True] > 30 and psnr[True] >= psnr[False] - 0.5
+    with pytest.raises(ValueError):
+        video.BackgroundWriter(video.FrameWriter(tmp_path / "x.mp4", 25, 320, 180)).write(frames[0][:10])

@@ -325,7 +325,8 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     shape = (mp.height, mp.width)
     t_swap, c_swap = time.perf_counter(), _cpu_s()
     writer = video.BackgroundWriter(
-        video.FrameWriter(seg_local, mp.fps, mp.width, mp.height, crf=spec.crf, preset=spec.preset))
+        video.FrameWriter(seg_local, mp.fps, mp.width, mp.height, crf=spec.crf, preset=spec.preset,
+                          convert_in_python=True))
     try:
         frames = video.prefetch(video.read_frames(mezz, offset, offset + spec.frames, size=(mp.width, mp.height)))
         for i in range(spec.frames):
