@@ -128,12 +128,17 @@ class SwapSession:
             return mask
         size = max(f.size for f in faces)
         r = max(8, int(self.mask_dilate_frac * size))
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
         bx, by, bw, bh = cv2.boundingRect(mask)
         h, w = mask.shape
         y0, y1 = max(0, by - r), min(h, by + bh + r)
         x0, x1 = max(0, bx - r), min(w, bx + bw + r)
         out = np.zeros_like(mask)
-        roi = np.where(mask[y0:y1, x0:x1] > 0, 255, 0).astype(np.uint8)
-        out[y0:y1, x0:x1] = cv2.dilate(roi, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        # Pixels within Euclidean distance r of a changed pixel: a disc dilation, 2-3x cheaper than
+        # cv2.dilate with a (2r+1)² elliptic kernel and never larger than it (a few boundary pixels
+        # fewer), so PSNR/SSIM "outside" cover at least the pixels they did. The ROI border is
+        # padded so the distance is not cut short at the frame edge.
+        roi = np.where(mask[y0:y1, x0:x1] > 0, 0, 255).astype(np.uint8)
+        roi = cv2.copyMakeBorder(roi, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=255)
+        dist = cv2.distanceTransform(roi, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+        out[y0:y1, x0:x1] = np.where(dist <= r, 255, 0).astype(np.uint8)
         return out
