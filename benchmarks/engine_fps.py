@@ -9,9 +9,9 @@ For each size: synthesise a sample order (t1_2 onto the astronaut, moving), run 
   - metrics:      the chunk's QA pass on the encoded output (re-detect + embed + PSNR/SSIM per frame);
   - chunk:        the whole `run_chunk` (both passes, probes, uploads).
 Each as wall fps and CPU ms/frame (this process, its threads and its waited-for children: ffmpeg and
-the metrics worker processes). The chunk runs twice: with the default metrics workers
-(chunk_runner.metrics_workers: inline on <= 2 CPUs) and with --pool-workers worker processes. Ratios divide by the ffmpeg bound measured in the same run. Also measures
-the two mezzanine codecs (x264 qp 0 ultrafast vs FFV1). Writes benchmarks/results/engine_fps.json.
+the metrics worker processes). The chunk runs twice: with the default metrics settings
+(FACEFACTORY_METRICS_WORKERS, inline when unset) and with --pool-workers worker processes.
+Ratios divide by the ffmpeg bound measured in the same run. Also measures the two mezzanine codecs (x264 qp 0 ultrafast vs FFV1). Writes benchmarks/results/engine_fps.json.
 
     .venv/bin/python benchmarks/engine_fps.py [--seconds 2] [--sizes 1280x720,1920x1080] [--no-mezzanine]
 """

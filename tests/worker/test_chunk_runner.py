@@ -190,20 +190,18 @@ def test_detector_options_go_to_the_session_not_the_swapper(order_root: Path,
 
 
 def test_metrics_workers_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    from faceworker.chunk_runner import METRICS_WORKERS_ENV, metrics_workers
+    from faceworker.chunk_runner import METRICS_WORKERS_ENV, MIN_FRAMES_FOR_WORKERS, metrics_workers
 
+    monkeypatch.delenv(METRICS_WORKERS_ENV, raising=False)
+    assert metrics_workers(500) == 0  # inline unless asked for
     monkeypatch.setenv(METRICS_WORKERS_ENV, "3")
-    assert metrics_workers(10) == 3
+    assert metrics_workers(500) == 3
+    assert metrics_workers(MIN_FRAMES_FOR_WORKERS - 1) == 0  # a short chunk: start-up would dominate
     monkeypatch.setenv(METRICS_WORKERS_ENV, "-1")
     assert metrics_workers(500) == 0
     monkeypatch.setenv(METRICS_WORKERS_ENV, "many")
     with pytest.raises(BadInput):
         metrics_workers(500)
-    monkeypatch.delenv(METRICS_WORKERS_ENV)
-    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(2)))
-    assert metrics_workers(500) == 0  # two CPUs: inline (measured faster there)
-    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
-    assert metrics_workers(500) == 4 and metrics_workers(5) == 0
 
 
 def test_runner_encoder_converts_in_python_exactly_n_frames(tmp_path: Path) -> None:
@@ -236,3 +234,29 @@ def test_runner_encoder_converts_in_python_exactly_n_frames(tmp_path: Path) -> N
     assert psnr[True] > 30 and psnr[True] >= psnr[False] - 0.5
     with pytest.raises(ValueError):
         video.BackgroundWriter(video.FrameWriter(tmp_path / "x.mp4", 25, 320, 180)).write(frames[0][:10])
+
+
+@pytest.mark.slow
+def test_metrics_worker_pool_gives_the_same_rows(tmp_path: Path, sample_dir: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real engine, one 30-frame chunk: metrics with embeddings in two worker processes equal the
+    inline ones (rows and embeddings.npy), and every frame with a face is measured."""
+    from faceworker.chunk_runner import METRICS_WORKERS_ENV
+
+    prepared_order(tmp_path, "o1", sample_dir, chunk_frames=30)
+    results = {}
+    for workers in ("0", "2"):
+        monkeypatch.setenv(METRICS_WORKERS_ENV, workers)
+        sw = tmp_path / "orders/o1/swapped/00000"
+        if sw.exists():
+            (sw / "done.json").unlink()
+        res = run_chunk(_spec(tmp_path, start=0, end=30))
+        assert res["timings"]["swap_cpu_s"] > 0 and res["timings"]["metrics_cpu_s"] > 0
+        rows = json.loads((sw / "metrics.json").read_text())["frames"]
+        embs = np.load(sw / "embeddings.npy")
+        results[workers] = ([{k: v for k, v in r.items() if not k.startswith("t_")} for r in rows], embs)
+    (rows0, embs0), (rows2, embs2) = results["0"], results["2"]
+    assert rows0 == rows2
+    assert np.array_equal(embs0, embs2, equal_nan=True)
+    assert len(rows0) == 30 and all(r["face_found_after"] for r in rows0 if r["faces_target"])
+    assert sum(1 for r in rows0 if r["id_cosine_raw"] is not None) >= 29

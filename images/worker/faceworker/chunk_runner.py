@@ -77,23 +77,20 @@ MIN_FRAMES_FOR_WORKERS = 24  # below this, starting worker processes costs more 
 
 
 def metrics_workers(frames: int) -> int:
-    """Worker processes for the metrics pass's embeddings: FACEFACTORY_METRICS_WORKERS if set
-    (0 = inline), else one per usable CPU beyond two, at most 4. On two CPUs the main process and
-    its ffmpeg readers already keep ~1.3 cores busy, and benchmarks/engine_fps.py measured a pool
-    slower there (process start-up, contention), so small machines embed inline."""
+    """Worker processes for the metrics pass's embeddings; 0 = inline (the default).
+
+    Opt-in with FACEFACTORY_METRICS_WORKERS=N: on the shared 2-core machine a pool was not faster
+    (process start-up, contention; docs/engine.md "Speed") and each worker holds its own copy of the
+    dlib ResNet (~100 MB RSS), so a pod's CPU and memory limits decide, not this function.
+    Short chunks (< MIN_FRAMES_FOR_WORKERS frames) always embed inline."""
     raw = os.environ.get(METRICS_WORKERS_ENV, "").strip()
-    if raw:
-        try:
-            return max(0, int(raw))
-        except ValueError as exc:
-            raise BadInput(f"{METRICS_WORKERS_ENV} must be an integer, got {raw!r}") from exc
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    if cpus <= 2 or frames < MIN_FRAMES_FOR_WORKERS:
+    if not raw:
         return 0
-    return min(4, cpus - 1)
+    try:
+        workers = max(0, int(raw))
+    except ValueError as exc:
+        raise BadInput(f"{METRICS_WORKERS_ENV} must be an integer, got {raw!r}") from exc
+    return workers if frames >= MIN_FRAMES_FOR_WORKERS else 0
 
 
 def _default_session_factory(**kwargs: Any) -> Any:
