@@ -9,8 +9,9 @@ For each size: synthesise a sample order (t1_2 onto the astronaut, moving), run 
   - metrics:      the chunk's QA pass on the encoded output (re-detect + embed + PSNR/SSIM per frame);
   - chunk:        the whole `run_chunk` (both passes, probes, uploads).
 Each as wall fps and CPU ms/frame (this process, its threads and its waited-for children: ffmpeg and
-the metrics worker processes). The chunk runs twice: with the default metrics settings
-(FACEFACTORY_METRICS_WORKERS, inline when unset) and with --pool-workers worker processes.
+the metrics worker processes). The chunk runs twice: with the default metrics workers
+(chunk_runner.metrics_workers: 2 on >= 2 CPUs, or FACEFACTORY_METRICS_WORKERS) and with
+--compare-workers (default 0: embeddings inline), unless both are the same.
 Ratios divide by the ffmpeg bound measured in the same run. Also measures the two mezzanine codecs (x264 qp 0 ultrafast vs FFV1). Writes benchmarks/results/engine_fps.json.
 
     .venv/bin/python benchmarks/engine_fps.py [--seconds 2] [--sizes 1280x720,1920x1080] [--no-mezzanine]
@@ -135,7 +136,7 @@ def _passes(t: dict[str, Any], frames: int, ffm: tuple[float, float]) -> dict[st
 
 
 def bench_size(size: tuple[int, int], seconds: float, tmp: Path, crf: int, preset: str,
-               mezz_codecs: bool = True, pool_workers: int = 2) -> dict[str, Any]:
+               mezz_codecs: bool = True, pool_workers: int | None = 0) -> dict[str, Any]:
     w, h = size
     root = tmp / f"work{h}"
     inp = root / "orders" / "bench" / "input"
@@ -157,8 +158,8 @@ def bench_size(size: tuple[int, int], seconds: float, tmp: Path, crf: int, prese
     pipe = min((_cpu_of(lambda: bound_pipe(mezz, tmp / f"p{h}.mp4", crf, preset)) for _ in range(2)))
     load = os.getloadavg()[0]
     runs = {"default": _passes(_chunk_run(root, frames, crf, preset, None), frames, ffm)}
-    if pool_workers and pool_workers != runs["default"]["metrics_workers"]:
-        runs["pool"] = _passes(_chunk_run(root, frames, crf, preset, pool_workers), frames, ffm)
+    if pool_workers is not None and pool_workers != runs["default"]["metrics_workers"]:
+        runs["compare"] = _passes(_chunk_run(root, frames, crf, preset, pool_workers), frames, ffm)
     row: dict[str, Any] = {
         "size": f"{w}x{h}",
         "frames": frames,
@@ -211,8 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default="veryfast")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--no-mezzanine", action="store_true", help="skip the mezzanine codec comparison")
-    ap.add_argument("--pool-workers", type=int, default=2,
-                    help="also run the chunk with this many metrics worker processes (0: skip)")
+    ap.add_argument("--compare-workers", type=int, default=0,
+                    help="also run the chunk with this many metrics worker processes (0 = inline; "
+                         "-1 skips the comparison)")
     args = ap.parse_args(argv)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     rows = []
@@ -220,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="engine-fps-") as tmpd:
         for size in sizes:
             rows.append(bench_size(size, args.seconds, Path(tmpd), args.crf, args.preset,
-                                   not args.no_mezzanine, args.pool_workers))  # type: ignore[arg-type]
+                                   not args.no_mezzanine,
+                                   None if args.compare_workers < 0 else args.compare_workers))  # type: ignore[arg-type]
     print_table(rows)
     doc = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                        "loadavg_before": [round(v, 2) for v in load0],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from functools import partial
 from pathlib import Path
 
@@ -192,8 +193,15 @@ def test_detector_options_go_to_the_session_not_the_swapper(order_root: Path,
 def test_metrics_workers_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     from faceworker.chunk_runner import METRICS_WORKERS_ENV, MIN_FRAMES_FOR_WORKERS, metrics_workers
 
+    import faceworker.chunk_runner as cr
+
     monkeypatch.delenv(METRICS_WORKERS_ENV, raising=False)
-    assert metrics_workers(500) == 0  # inline unless asked for
+    monkeypatch.setattr(cr, "usable_cpus", lambda: 1)
+    assert metrics_workers(500) == 0  # one CPU: inline
+    monkeypatch.setattr(cr, "usable_cpus", lambda: 16)
+    assert metrics_workers(500) == 2
+    monkeypatch.undo()
+    assert 1 <= cr.usable_cpus() <= (os.cpu_count() or 1)  # the real one: affinity, cgroup quota
     monkeypatch.setenv(METRICS_WORKERS_ENV, "3")
     assert metrics_workers(500) == 3
     assert metrics_workers(MIN_FRAMES_FOR_WORKERS - 1) == 0  # a short chunk: start-up would dominate

@@ -137,3 +137,24 @@ def test_chips_in_worker_processes_embed_exactly_like_embed(swapped) -> None:
                 "ssim_outside"):
         assert pooled[key] == inline[key], key
     assert np.array_equal(pooled["embedding"], inline["embedding"])
+
+
+def test_worker_pool_does_not_rerun_the_callers_main(tmp_path) -> None:
+    """spawn would re-run an unguarded main script in every worker (and cannot for `python -`):
+    the pool starts its workers with __main__ hidden, so such a caller works and runs once."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "runs.txt"
+    code = (
+        "import numpy as np\n"
+        "from faceworker.faces import ChipEmbedder\n"
+        f"open({str(marker)!r}, 'a').write('run\\n')\n"
+        "with ChipEmbedder(2) as pool:\n"
+        "    vec, ms = pool.submit(np.zeros((150, 150, 3), np.uint8)).result(timeout=120)\n"
+        "print(vec.shape)\n"
+    )
+    out = subprocess.run([sys.executable, "-"], input=code, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert "(128,)" in out.stdout
+    assert marker.read_text() == "run\n"

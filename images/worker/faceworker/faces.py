@@ -109,13 +109,27 @@ class ChipEmbedder:
             # spawn, not fork: the parent runs reader/writer threads, and forked locks can deadlock
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_load_recognizer)
+            self._start_workers()
 
-    def warm(self) -> "ChipEmbedder":
-        """Start every worker now (spawn + model load take ~1 s) instead of at the first submit."""
-        if self._pool is not None:
-            for _ in range(self.workers):
-                self._pool.submit(_load_recognizer)
-        return self
+    def _start_workers(self) -> None:
+        """Start every worker now (spawn + model load take ~1 s), with the caller's __main__ hidden.
+
+        spawn re-runs the parent's main script in each child unless it is guarded by
+        `if __name__ == "__main__"` (and fails outright for `python -`): a script calling run_chunk
+        at top level would run a second chunk in every worker. The workers need nothing from
+        __main__ (chip_descriptor is imported from this module), so a bare module stands in for it
+        while the pool starts its processes (all of them at the first submit, in Python 3.11)."""
+        import sys
+        import types
+
+        assert self._pool is not None
+        real_main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            warm = [self._pool.submit(_load_recognizer) for _ in range(self.workers)]
+        finally:
+            sys.modules["__main__"] = real_main
+        del warm  # not waited for: the model loads while the caller carries on
 
     def submit(self, chip: np.ndarray) -> "Any":
         """A concurrent.futures.Future of chip_descriptor(chip) (already done when inline)."""
