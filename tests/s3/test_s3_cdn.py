@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import connection_json
+from s3_support import connection_json
 from s3_faults import FaultProxy
 from s3_server import MotoServer
 

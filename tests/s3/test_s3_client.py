@@ -5,7 +5,7 @@ import json
 import os
 
 import pytest
-from conftest import REGION
+from s3_support import REGION
 from s3_faults import FaultProxy
 from s3_server import MotoServer
 
@@ -64,7 +64,7 @@ def test_worker_env_lets_the_airflow_free_engine_reach_the_same_bucket(aws_env: 
     import subprocess
     import sys
 
-    from conftest import KEY_ID, SECRET
+    from s3_support import KEY_ID, SECRET
 
     from operators.s3.client import worker_env
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import connection_json
+from s3_support import connection_json
 from s3_faults import FaultProxy
 from s3_server import MotoServer
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SECRET, make_mp4
+from s3_support import SECRET, make_mp4
 from s3_server import MotoServer
 
 from operators.s3.client import make_client

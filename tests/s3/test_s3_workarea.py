@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SECRET
+from s3_support import SECRET
 
 from operators.s3.errors import S3NotFoundError, S3TooLargeError
 from operators.s3.workarea import bring_in, order_area, size_of, worker_environment
