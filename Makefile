@@ -25,10 +25,12 @@ setup:
 demo: setup
 	@scripts/demo.sh
 
-test: setup
+test:
+	@FACEFACTORY_TEST_TOOLS=1 scripts/setup.sh
 	$(PYTEST)
 
-test-fast: setup
+test-fast:
+	@FACEFACTORY_TEST_TOOLS=1 scripts/setup.sh
 	$(PYTEST) -m "not slow"
 
 bench: setup

@@ -105,10 +105,11 @@ def face_swap_order() -> None:
     def ingest() -> dict[str, Any]:
         """Validate the order, copy the inputs in, probe the video, embed the source face."""
         order = _order()
-        problems = config.order_problems(get_current_context()["dag_run"].conf, order)
+        context = get_current_context()
+        problems = config.order_problems(context["dag_run"].conf, order)
         if problems:
             raise media.BadOrder("invalid order: " + "; ".join(problems))
-        result = media.ingest(order, config.run_time())
+        result = media.ingest(order, config.run_time(), run_id=context["run_id"])
         lineage.record(
             inputs=[result["source_uri"], result["target_uri"]],
             outputs=[result["source_local"], result["target_local"],

@@ -192,7 +192,30 @@ def normalise_cfr(order_area: Any, target_rel: str) -> dict[str, Any]:
     return probe
 
 
-def ingest(order: dict[str, Any], cfg: RunConfig, timeout_s: float = 1200) -> dict[str, Any]:
+def claim_order(order_area: Any, order_id: str, run_id: str | None) -> None:
+    """One order, one run: the first run to ingest an order owns its work area.
+
+    The API and the bulk inbox already use the deterministic run id `order__<id>`; a run
+    started under another id (e.g. from the UI form with Airflow's `manual__…` id) for an
+    order that another run owns fails here, before any work, instead of sharing its files.
+    """
+    if not run_id:
+        return
+    claim = "input/claim.json"
+    if order_area.exists(claim):
+        owner = order_area.read_json(claim).get("run_id")
+        if owner and owner != run_id:
+            raise BadOrder(
+                f"order {order_id} already belongs to DAG run {owner!r}; not starting it again "
+                f"as {run_id!r} (clear or re-run {owner!r} instead, or delete {claim} in the "
+                "order's work area to hand the order over)"
+            )
+        return
+    order_area.write_json(claim, {"run_id": run_id, "order_id": order_id})
+
+
+def ingest(order: dict[str, Any], cfg: RunConfig, timeout_s: float = 1200,
+           run_id: str | None = None) -> dict[str, Any]:
     """Validate the inputs, copy them into the work area, probe, normalise, embed the source."""
     from operators.s3.workarea import size_of
 
@@ -214,6 +237,8 @@ def ingest(order: dict[str, Any], cfg: RunConfig, timeout_s: float = 1200) -> di
         raise BadOrder(f"target {target.uri}: expected a video ({', '.join(sorted(VIDEO_SUFFIXES))})")
 
     oa = area(cfg, order_id)
+    with worker_env(cfg):
+        claim_order(oa, order_id, run_id)
     src_rel, tgt_rel = f"input/source{source.suffix}", f"input/target{target.suffix}"
     with worker_env(cfg):
         src_in = _bring_in(oa, source, src_rel, cfg)

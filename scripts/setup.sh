@@ -27,6 +27,14 @@ if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
 fi
 
+# 1b. test tools (only for `make test` / CI): headless Chromium for the UI-form and QA-report tests
+if [ "${FACEFACTORY_TEST_TOOLS:-0}" = "1" ] && ! command -v chromium >/dev/null; then
+  say "installing chromium (apt) for the browser tests"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
 # 2. virtualenv ----------------------------------------------------------------------------
 if [ ! -x "$VENV/bin/python" ]; then
   PY=""

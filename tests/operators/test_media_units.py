@@ -88,3 +88,14 @@ def test_work_root_and_order_dir_for_local_and_s3(monkeypatch: pytest.MonkeyPatc
     cfg = config.run_time(use_variables=False)
     assert media.work_root(cfg) == "s3://work-bucket/ff"
     assert media.order_dir(cfg, "o-1") == "s3://work-bucket/ff/orders/o-1"
+
+
+def test_an_order_belongs_to_the_first_run_that_ingests_it(tmp_path) -> None:
+    from faceworker.workarea import WorkArea
+
+    oa = WorkArea(str(tmp_path)).order("o-claim")
+    media.claim_order(oa, "o-claim", "order__o-claim")
+    media.claim_order(oa, "o-claim", "order__o-claim")  # a retry or a cleared re-run: same owner
+    with pytest.raises(media.BadOrder, match="already belongs to DAG run 'order__o-claim'"):
+        media.claim_order(oa, "o-claim", "manual__2026-11-26T16:00:00")
+    assert oa.read_json("input/claim.json") == {"run_id": "order__o-claim", "order_id": "o-claim"}
