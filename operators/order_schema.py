@@ -156,3 +156,18 @@ def run_id_for(order_id: str) -> str:
     if not re.match(ORDER_ID_PATTERN, order_id):
         raise ValueError(f"invalid order_id {order_id!r}: must match {ORDER_ID_PATTERN}")
     return f"order__{order_id}"
+
+
+def coerce_field(key: str, raw: str) -> Any:
+    """`--set key=value` text → the JSON type the schema gives that field (one parser for all CLIs)."""
+    if key not in ORDER_FIELDS:
+        raise ValueError(f"unknown order field {key!r}; known: {', '.join(ORDER_FIELDS)}")
+    kinds = ORDER_FIELDS[key]["type"]
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    if "null" in kinds and raw.lower() in ("", "null", "none"):
+        return None
+    if "integer" in kinds:
+        return int(raw)
+    if "number" in kinds:
+        return float(raw)
+    return raw

@@ -14,14 +14,7 @@ from typing import Any
 
 from facefactory.client import ClientError, OrderClient, RunStatus, ServerConfig
 from operators.bulk import order_errors
-
-
-def _value(raw: str) -> Any:
-    """--set values: JSON when it parses (numbers, null, true), else the plain string."""
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
+from operators.order_schema import coerce_field
 
 
 def build_order(source: str, target: str, sets: list[str], order_id: str | None) -> dict[str, Any]:
@@ -31,7 +24,7 @@ def build_order(source: str, target: str, sets: list[str], order_id: str | None)
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--set wants key=value, got {item!r}")
-        order[key.strip()] = _value(raw)
+        order[key.strip()] = coerce_field(key.strip(), raw.strip())
     if order_id:
         order["order_id"] = order_id
     order.setdefault("order_id", "o-" + hashlib.sha256(

@@ -44,7 +44,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 
 def parse_sets(pairs: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
     """Split `--set` pairs into order fields (typed per the order schema) and pod settings."""
-    from operators.order_schema import ORDER_FIELDS
+    from operators.order_schema import coerce_field, ORDER_FIELDS
     from operators.pod_spec import SETTINGS
 
     order: dict[str, Any] = {}
@@ -56,22 +56,11 @@ def parse_sets(pairs: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
         if key in SETTINGS:
             pod[key] = raw
         elif key in ORDER_FIELDS:
-            order[key] = _typed(raw, ORDER_FIELDS[key].get("type"))
+            order[key] = coerce_field(key, raw)
         else:
             raise ValueError(f"unknown key {key!r}: not an order field ({', '.join(ORDER_FIELDS)}) "
                              "nor a pod setting (FACEFACTORY_K8S_*, see docs/kubernetes.md)")
     return order, pod
-
-
-def _typed(raw: str, kind: Any) -> Any:
-    kinds = kind if isinstance(kind, list) else [kind]
-    if "null" in kinds and raw.lower() in ("", "null", "none"):
-        return None
-    if "integer" in kinds:
-        return int(raw)
-    if "number" in kinds:
-        return float(raw)
-    return raw
 
 
 def full_order(fields: dict[str, Any]) -> dict[str, Any]:

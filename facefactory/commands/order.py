@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from facefactory import settings as ff_settings
-from operators.order_schema import ORDER_FIELDS, order_json_schema, run_id_for
+from operators.order_schema import coerce_field, ORDER_FIELDS, order_json_schema, run_id_for
 
 DAG_ID = "face_swap_order"
 EXIT_FAILED = 1
@@ -46,17 +46,7 @@ def register(subparsers: Any) -> None:
 
 def coerce(key: str, raw: str) -> Any:
     """Turn `--set key=value` text into the JSON type the order schema wants."""
-    if key not in ORDER_FIELDS:
-        raise ValueError(f"unknown order field {key!r}; known: {', '.join(ORDER_FIELDS)}")
-    kinds = ORDER_FIELDS[key]["type"]
-    kinds = kinds if isinstance(kinds, list) else [kinds]
-    if "null" in kinds and raw.lower() in ("", "null", "none"):
-        return None
-    if "integer" in kinds:
-        return int(raw)
-    if "number" in kinds:
-        return float(raw)
-    return raw
+    return coerce_field(key, raw)
 
 
 def build_conf(args: argparse.Namespace) -> dict[str, Any]:
