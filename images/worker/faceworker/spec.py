@@ -63,9 +63,11 @@ class ChunkSpec:
         return self.end - self.start
 
     def swapper_options(self) -> dict[str, Any]:
-        opts = dict(self.options)
+        """--identity-weight is the order's setting; --options (reswap's fallback) overrides it."""
+        opts: dict[str, Any] = {}
         if self.identity_weight is not None:
             opts["identity_weight"] = self.identity_weight
+        opts.update(self.options)
         return opts
 
     def to_dict(self) -> dict[str, Any]:
