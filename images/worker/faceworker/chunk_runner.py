@@ -117,12 +117,6 @@ def _default_session_factory(**kwargs: Any) -> Any:
     return SwapSession(**kwargs)
 
 
-def _default_measure(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    from faceworker.metrics import measure_frame
-
-    return measure_frame(*args, **kwargs)
-
-
 def decode_image(data: bytes, what: str) -> np.ndarray:
     """Decode image bytes to BGR, BadInput when empty or unreadable."""
     if not data:
@@ -413,6 +407,7 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
                     j, pending = window.popleft()
                     finish(j, pending.result())
             else:
+                assert measure is not None  # no embedder only when the caller brought its own measure
                 finish(i, dict(measure(orig, outf, info, source_emb, analyzer)))
             infos.release(i)
         while window:
