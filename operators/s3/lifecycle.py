@@ -10,16 +10,21 @@ bucket's existing configuration, so applying twice changes nothing and foreign r
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from faceworker.workarea import (
+    INTERMEDIATE_KEY,
+    INTERMEDIATE_TAG_KEY,
+    INTERMEDIATE_TAG_VALUE,
+    intermediate_tagging,  # re-exported: operators.s3.workarea tags its uploads with it
+)
 from operators.s3.errors import classify
 
 RULE_PREFIX = "facefactory-"
-TAG_KEY = "facefactory-class"
-TAG_VALUE = "intermediate"
-INTERMEDIATE_KEY = re.compile(r"(^|/)orders/[^/]+/(chunks|swapped)/")
+# The tag is the engine's: its S3 work area sets it on every chunks/ and swapped/ upload.
+TAG_KEY = INTERMEDIATE_TAG_KEY
+TAG_VALUE = INTERMEDIATE_TAG_VALUE
 _FIELDS = ("ID", "Status", "Filter", "Expiration", "AbortIncompleteMultipartUpload")
 
 
@@ -65,11 +70,6 @@ class LifecyclePolicy:
 
 def is_intermediate(key: str) -> bool:
     return bool(INTERMEDIATE_KEY.search(key))
-
-
-def intermediate_tagging(key: str) -> str | None:
-    """The `Tagging` argument for a PutObject of `key` (None for keys to keep)."""
-    return f"{TAG_KEY}={TAG_VALUE}" if is_intermediate(key) else None
 
 
 def _canonical(rule: dict[str, Any]) -> str:

@@ -94,6 +94,26 @@ def test_s3_roundtrip(s3_bucket: str, tmp_path: Path) -> None:
         area.read_bytes("input/nope.png")
 
 
+def test_s3_intermediates_carry_the_lifecycle_tag(s3_bucket: str, tmp_path: Path) -> None:
+    from faceworker.workarea import make_s3_client
+
+    area = WorkArea(f"s3://{s3_bucket}/p").order("o2")
+    area.write_json("chunks/chunks.json", [])
+    local = tmp_path / "seg.mp4"
+    local.write_bytes(b"x" * 1000)
+    area.upload_from(local, "swapped/00000/segment.mp4")
+    area.write_json("input/probe.json", {})
+    client = make_s3_client()
+
+    def tags(key: str) -> dict[str, str]:
+        got = client.get_object_tagging(Bucket=s3_bucket, Key=f"p/orders/o2/{key}")["TagSet"]
+        return {t["Key"]: t["Value"] for t in got}
+
+    assert tags("chunks/chunks.json") == {"facefactory-class": "intermediate"}
+    assert tags("swapped/00000/segment.mp4") == {"facefactory-class": "intermediate"}
+    assert tags("input/probe.json") == {}
+
+
 def test_s3_missing_bucket_is_bad_input(s3_bucket: str) -> None:
     area = WorkArea("s3://no-such-bucket-here/x").order("o1")
     with pytest.raises(BadInput, match="bucket"):

@@ -20,6 +20,19 @@ from urllib.parse import unquote, urlparse
 
 from faceworker.errors import BadInput, TransientError
 
+# S3 lifecycle filters cannot wildcard the order id, so the rule that expires intermediates
+# (chunks/, swapped/) matches this object tag, set on every such upload.
+INTERMEDIATE_TAG_KEY = "facefactory-class"
+INTERMEDIATE_TAG_VALUE = "intermediate"
+INTERMEDIATE_KEY = re.compile(r"(^|/)orders/[^/]+/(chunks|swapped)/")
+
+
+def intermediate_tagging(key: str) -> str | None:
+    """The S3 `Tagging` value for an object at `key` (None for keys to keep)."""
+    if INTERMEDIATE_KEY.search(key):
+        return f"{INTERMEDIATE_TAG_KEY}={INTERMEDIATE_TAG_VALUE}"
+    return None
+
 _ORDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -158,7 +171,8 @@ class S3Store:
 
     def write_bytes(self, key: str, data: bytes) -> None:
         with _s3_errors(self.uri(key)):
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+            extra = {"Tagging": tag} if (tag := intermediate_tagging(self._key(key))) else {}
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError
@@ -181,7 +195,8 @@ class S3Store:
 
     def upload_from(self, local: Path, key: str) -> None:
         with _s3_errors(self.uri(key)):
-            self.client.upload_file(str(local), self.bucket, self._key(key))
+            extra = {"Tagging": tag} if (tag := intermediate_tagging(self._key(key))) else None
+            self.client.upload_file(str(local), self.bucket, self._key(key), ExtraArgs=extra)
 
     def list(self, prefix: str) -> list[str]:
         full = self._key(prefix).rstrip("/") + "/"
