@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import CountingSession, fake_measure, prepared_order
+from worker_support import CountingSession, fake_measure, prepared_order
 from faceworker import video
 from faceworker.chunk_runner import run_chunk
 from faceworker.errors import BadInput

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import make_order
+from worker_support import make_order
 from faceworker.sample import insightface_images_dir
 
 FACEWORKER = str(Path(sys.executable).with_name("faceworker"))
