@@ -95,6 +95,7 @@ def _arguments(spec: dict[str, Any]) -> list[str]:
         "max_retry_delay": timedelta(minutes=5),
         "execution_timeout": timedelta(minutes=10),
         "on_failure_callback": media.record_failure,
+        "on_retry_callback": media.record_failure,  # every failed try: reasons + retry counts
         "on_execute_callback": lineage.reset,
     },
     tags=["facefactory", "orders"],

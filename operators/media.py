@@ -394,6 +394,22 @@ def record_failure(context: Any) -> None:
         log.warning("could not record the task failure", exc_info=True)
 
 
+def swap_retries(order_area: Any) -> dict[int, int]:
+    """chunk -> failed tries of its `swap` task, from failures.jsonl (one line per failed try;
+    a mapped swap's map index is its chunk number)."""
+    if not order_area.exists("failures.jsonl"):
+        return {}
+    counts: dict[int, int] = {}
+    for line in order_area.read_bytes("failures.jsonl").decode().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if rec.get("task_id") == "swap" and isinstance(rec.get("map_index"), int) and rec["map_index"] >= 0:
+            counts[rec["map_index"]] = counts.get(rec["map_index"], 0) + 1
+    return counts
+
+
 def qa_report(cfg: RunConfig, order: dict[str, Any]) -> dict[str, Any] | None:
     """Build the order's QA report (quality.report); a broken report never fails an order."""
     odir = order_dir(cfg, order["order_id"])
@@ -401,7 +417,7 @@ def qa_report(cfg: RunConfig, order: dict[str, Any]) -> dict[str, Any] | None:
         from quality.report import build_report
 
         with worker_env(cfg):
-            return build_report(odir, order)
+            return build_report(odir, order, retries=swap_retries(area(cfg, order["order_id"])))
     except Exception:  # noqa: BLE001
         log.warning("could not build the QA report for %s", odir, exc_info=True)
         return None

@@ -99,3 +99,20 @@ def test_an_order_belongs_to_the_first_run_that_ingests_it(tmp_path) -> None:
     with pytest.raises(media.BadOrder, match="already belongs to DAG run 'order__o-claim'"):
         media.claim_order(oa, "o-claim", "manual__2026-11-26T16:00:00")
     assert oa.read_json("input/claim.json") == {"run_id": "order__o-claim", "order_id": "o-claim"}
+
+
+def test_swap_retries_are_counted_per_chunk_from_failures_jsonl(tmp_path) -> None:
+    import json as _json
+
+    from faceworker.workarea import WorkArea
+
+    oa = WorkArea(str(tmp_path)).order("o-retries")
+    assert media.swap_retries(oa) == {}
+    lines = [
+        {"task_id": "swap", "map_index": 1, "try_number": 1, "error": "exit 75"},
+        {"task_id": "swap", "map_index": 1, "try_number": 2, "error": "exit 75"},
+        {"task_id": "swap", "map_index": 0, "try_number": 1, "error": "exit 75"},
+        {"task_id": "ingest", "map_index": -1, "try_number": 1, "error": "x"},
+    ]
+    oa.write_bytes("failures.jsonl", "".join(_json.dumps(r) + "\n" for r in lines).encode() + b"not json\n")
+    assert media.swap_retries(oa) == {1: 2, 0: 1}
