@@ -79,6 +79,17 @@ def _arguments(spec: dict[str, Any]) -> list[str]:
     return spec["arguments"]
 
 
+def swap_chunks(task_id: str, specs: Any) -> Any:
+    """One FaceSwapPodOperator per chunk spec (a GPU pod, or the local runner)."""
+    return FaceSwapPodOperator.partial(
+        task_id=task_id,
+        map_index_template=CHUNK_LABEL,
+        execution_timeout=PARSE.swap_timeout,
+        on_success_callback=lineage.record_swap,
+        **SWAP,
+    ).expand(arguments=specs.map(_arguments))
+
+
 @dag(
     dag_id="face_swap_order",
     description="Swap the face of a source photo into a target video (one order per run).",
@@ -214,22 +225,10 @@ def face_swap_order() -> None:
 
     ingested = ingest()
     chunks = chunk(ingested)
-    swapped = FaceSwapPodOperator.partial(
-        task_id="swap",
-        map_index_template=CHUNK_LABEL,
-        execution_timeout=PARSE.swap_timeout,
-        on_success_callback=lineage.record_swap,
-        **SWAP,
-    ).expand(arguments=chunks.map(_arguments))
+    swapped = swap_chunks("swap", chunks)
     plan = quality_gate(ingested)
     swapped >> plan
-    reswapped = FaceSwapPodOperator.partial(
-        task_id="reswap",
-        map_index_template=CHUNK_LABEL,
-        execution_timeout=PARSE.swap_timeout,
-        on_success_callback=lineage.record_swap,
-        **SWAP,
-    ).expand(arguments=plan.map(_arguments))
+    reswapped = swap_chunks("reswap", plan)
     gate = final_gate(ingested, plan)
     reswapped >> gate
     publish(merge(ingested, gate), ingested)
