@@ -92,14 +92,6 @@ def check_size(info: ObjectInfo, max_bytes: int | None) -> None:
         )
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(HASH_BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def sha256_object(client: Any, uri: str | S3Uri) -> tuple[str, int]:
     """Stream an object and hash it; returns (hex digest, bytes read)."""
     target = as_s3(uri)

@@ -17,7 +17,8 @@ from faceworker.workarea import LocalStore, OrderArea, S3Store, Store, open_stor
 
 from operators.s3.client import ClientSettings, s3_client, worker_env
 from operators.s3.errors import S3PermanentError
-from operators.s3.ingest import copy_object, download, head, sha256_file
+from faceworker.spec import sha256_file
+from operators.s3.ingest import copy_object, download, head
 from operators.s3.lifecycle import intermediate_tagging
 from operators.s3.uris import is_s3_uri, parse_s3_uri
 

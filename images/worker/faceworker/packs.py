@@ -7,7 +7,6 @@ Layout: `<model_dir>/<pack>/manifest.json` + the model files beside it. See docs
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from faceworker.spec import sha256_file as _sha256_stream
 from faceworker.errors import BadInput
 
 ROLES = ("swapper", "recognizer", "enhancer")
@@ -77,11 +77,7 @@ def sha256_file(path: Path) -> str:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _HASH_CACHE:
-        h = hashlib.sha256()
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        _HASH_CACHE[key] = h.hexdigest()
+        _HASH_CACHE[key] = _sha256_stream(path)
     return _HASH_CACHE[key]
 
 
