@@ -362,10 +362,14 @@ def swapped_files(cfg: RunConfig, order_id: str, name: str) -> list[str]:
     return [oa.uri(r) for r in sorted(rels) if r.endswith(f"/{name}")]
 
 
+FAILURES_DIR = "failures"
+
+
 def record_failure(context: Any) -> None:
-    """on_failure_callback: append the failing task and its reason to
-    `<order>/failures.jsonl`, so `facefactory order run` (and people) can say why an order
-    failed without digging through task logs."""
+    """on_failure/on_retry callback: one JSON file per failed try under `<order>/failures/`, so
+    `facefactory order run` (and people) can say why an order failed without digging through
+    task logs. One file per try, not one shared file: mapped swaps fail concurrently, and a
+    read-modify-write of a shared file would lose records."""
     try:
         from datetime import datetime, timezone
 
@@ -378,33 +382,38 @@ def record_failure(context: Any) -> None:
             return
         cfg = run_time()
         oa = area(cfg, str(order_id))
+        now = datetime.now(timezone.utc)
         record = {
-            "at": datetime.now(timezone.utc).isoformat(),
+            "at": now.isoformat(),
             "run_id": context.get("run_id"),
             "task_id": getattr(ti, "task_id", None),
             "map_index": getattr(ti, "map_index", None),
             "try_number": getattr(ti, "try_number", None),
             "error": str(context.get("exception") or "unknown error"),
         }
-        line = (json.dumps(record, default=str) + "\n").encode()
+        name = "{}-{}-{}-{}.json".format(now.strftime("%Y%m%dT%H%M%S%fZ"), record["task_id"],
+                                         record["map_index"], record["try_number"])
         with worker_env(cfg):
-            before = oa.read_bytes("failures.jsonl") if oa.exists("failures.jsonl") else b""
-            oa.write_bytes("failures.jsonl", before + line)
+            oa.write_bytes(f"{FAILURES_DIR}/{name}", json.dumps(record, default=str).encode())
     except Exception:  # noqa: BLE001 - a callback must never mask the real failure
         log.warning("could not record the task failure", exc_info=True)
 
 
-def swap_retries(order_area: Any) -> dict[int, int]:
-    """chunk -> failed tries of its `swap` task, from failures.jsonl (one line per failed try;
-    a mapped swap's map index is its chunk number)."""
-    if not order_area.exists("failures.jsonl"):
-        return {}
-    counts: dict[int, int] = {}
-    for line in order_area.read_bytes("failures.jsonl").decode().splitlines():
+def failure_records(order_area: Any) -> list[dict[str, Any]]:
+    """Every recorded failed try of the order, oldest first (unreadable files are skipped)."""
+    records = []
+    for rel in order_area.list(FAILURES_DIR):
         try:
-            rec = json.loads(line)
+            records.append(json.loads(order_area.read_bytes(rel)))
         except ValueError:
             continue
+    return sorted(records, key=lambda r: str(r.get("at", "")))
+
+
+def swap_retries(order_area: Any) -> dict[int, int]:
+    """chunk -> failed tries of its `swap` task (a mapped swap's map index is its chunk number)."""
+    counts: dict[int, int] = {}
+    for rec in failure_records(order_area):
         if rec.get("task_id") == "swap" and isinstance(rec.get("map_index"), int) and rec["map_index"] >= 0:
             counts[rec["map_index"]] = counts.get(rec["map_index"], 0) + 1
     return counts

@@ -165,19 +165,15 @@ def failed_tasks(run_id: str) -> list[tuple[str, int, str]]:
 
 
 def failure_reasons(order_id: str, run_id: str) -> list[dict[str, Any]]:
-    """The run's records in `<order>/failures.jsonl` (written by the tasks' failure callback)."""
+    """The run's failed tries recorded under `<order>/failures/` (the tasks' failure callback)."""
     from operators import config, media
 
     cfg = config.run_time(use_variables=False)
     try:
         with media.worker_env(cfg):
-            oa = media.area(cfg, order_id)
-            if not oa.exists("failures.jsonl"):
-                return []
-            text = oa.read_bytes("failures.jsonl").decode("utf-8", "replace")
+            records = media.failure_records(media.area(cfg, order_id))
     except Exception as exc:  # noqa: BLE001 - the failure itself is what matters
-        return [{"task_id": "?", "error": f"(could not read failures.jsonl: {exc})", "run_id": run_id}]
-    records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        return [{"task_id": "?", "error": f"(could not read the failure records: {exc})", "run_id": run_id}]
     return [r for r in records if r.get("run_id") == run_id]
 
 

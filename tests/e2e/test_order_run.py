@@ -142,7 +142,7 @@ def test_failed_gate_publishes_nothing(env) -> None:
     p = _paths(env)
     assert not (p["published"] / "e2e-strict.mp4").exists()
     assert not list(p["published"].glob(".e2e-strict*"))
-    failures = (p["work"] / "e2e-strict" / "failures.jsonl").read_text()
+    failures = "".join(f.read_text() for f in (p["work"] / "e2e-strict" / "failures").glob("*.json"))
     assert '"task_id": "final_gate"' in failures
 
 

@@ -101,18 +101,35 @@ def test_an_order_belongs_to_the_first_run_that_ingests_it(tmp_path) -> None:
     assert oa.read_json("input/claim.json") == {"run_id": "order__o-claim", "order_id": "o-claim"}
 
 
-def test_swap_retries_are_counted_per_chunk_from_failures_jsonl(tmp_path) -> None:
+def test_swap_retries_are_counted_per_chunk_from_failure_records(tmp_path) -> None:
     import json as _json
 
     from faceworker.workarea import WorkArea
 
     oa = WorkArea(str(tmp_path)).order("o-retries")
     assert media.swap_retries(oa) == {}
-    lines = [
-        {"task_id": "swap", "map_index": 1, "try_number": 1, "error": "exit 75"},
-        {"task_id": "swap", "map_index": 1, "try_number": 2, "error": "exit 75"},
-        {"task_id": "swap", "map_index": 0, "try_number": 1, "error": "exit 75"},
-        {"task_id": "ingest", "map_index": -1, "try_number": 1, "error": "x"},
+    records = [
+        {"at": "2026-11-26T10:00:01", "task_id": "swap", "map_index": 1, "try_number": 1, "error": "exit 75"},
+        {"at": "2026-11-26T10:00:02", "task_id": "swap", "map_index": 1, "try_number": 2, "error": "exit 75"},
+        {"at": "2026-11-26T10:00:00", "task_id": "swap", "map_index": 0, "try_number": 1, "error": "exit 75"},
+        {"at": "2026-11-26T10:00:03", "task_id": "ingest", "map_index": -1, "try_number": 1, "error": "x"},
     ]
-    oa.write_bytes("failures.jsonl", "".join(_json.dumps(r) + "\n" for r in lines).encode() + b"not json\n")
+    for i, rec in enumerate(records):
+        oa.write_bytes(f"failures/{i}.json", _json.dumps(rec).encode())
+    oa.write_bytes("failures/broken.json", b"not json")
     assert media.swap_retries(oa) == {1: 2, 0: 1}
+    assert [r["at"] for r in media.failure_records(oa)] == sorted(r["at"] for r in records)
+
+
+def test_concurrent_failures_are_all_recorded(tmp_path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from faceworker.workarea import WorkArea
+
+    monkeypatch.setenv("FACEFACTORY_WORK_ROOT", str(tmp_path))
+    for chunk in (0, 1, 2):
+        ti = SimpleNamespace(task_id="swap", map_index=chunk, try_number=1)
+        media.record_failure({"params": {"order_id": "o-conc"}, "ti": ti, "run_id": "order__o-conc",
+                              "exception": RuntimeError(f"chunk {chunk} broke")})
+    records = media.failure_records(WorkArea(str(tmp_path)).order("o-conc"))
+    assert sorted(r["error"] for r in records) == [f"chunk {c} broke" for c in (0, 1, 2)]
