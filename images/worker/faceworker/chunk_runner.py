@@ -22,6 +22,7 @@ import numpy as np
 
 from faceworker import video
 from faceworker.errors import BadInput
+from faceworker.frames import FrameView
 from faceworker.logs import Logger, Progress, get_logger
 from faceworker.spec import ChunkSpec, done_matches, done_record, sha256_bytes, spec_hash
 from faceworker.workarea import OrderArea, WorkArea, open_store, scratch
@@ -337,14 +338,18 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
         video.FrameWriter(seg_local, mp.fps, mp.width, mp.height, crf=spec.crf, preset=spec.preset,
                           convert_in_python=True))
     try:
-        frames = video.prefetch(video.read_frames(mezz, offset, offset + spec.frames, size=(mp.width, mp.height)))
+        # Frames stay I420 from decoder to encoder; only face regions are converted (faceworker.frames).
+        i420 = mp.width % 2 == 0 and mp.height % 2 == 0 and getattr(session, "accepts_frame_view", False)
+        frames = video.prefetch(video.read_frames(mezz, offset, offset + spec.frames, size=(mp.width, mp.height),
+                                                  pix_fmt="yuv420p" if i420 else "bgr24"))
         for i in range(spec.frames):
             t0 = time.perf_counter()
             frame = next(frames)
             t1 = time.perf_counter()
-            out, info = session.process(frame, spec.start + i)
+            out, info = session.process(FrameView(i420=frame, width=mp.width, height=mp.height) if i420 else frame,
+                                        spec.start + i)
             t2 = time.perf_counter()
-            writer.write(out)
+            writer.write(out.i420 if isinstance(out, FrameView) else out)
             t3 = time.perf_counter()
             d, s = _stage_times(info)
             if d == 0.0 and s == 0.0:

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
 import numpy as np
 
 from faceworker.faces import FaceAnalyzer
+from faceworker.frames import FrameLike, FrameView, even_box
 from faceworker.geometry import apply_affine, similarity_transform
 from faceworker.tracking import FaceTracker
 from faceworker.types import Enhancer, Face, FaceSwapper, SourceFace
@@ -32,6 +33,10 @@ class FrameInfo:
     timings: dict[str, float] = field(default_factory=dict)  # ms per stage
 
 
+def _grow(box: tuple[int, int, int, int], px: int) -> tuple[int, int, int, int]:
+    return box[0] - px, box[1] - px, box[2] + px, box[3] + px
+
+
 def _jitter(prev: np.ndarray | None, cur: np.ndarray) -> float | None:
     """RMS landmark displacement after removing the head's own motion (similarity fit)."""
     if prev is None or prev.shape != cur.shape:
@@ -42,6 +47,8 @@ def _jitter(prev: np.ndarray | None, cur: np.ndarray) -> float | None:
 
 class SwapSession:
     """One chunk's worth of state; feed frames in order with `.process`."""
+
+    accepts_frame_view = True  # the chunk runner may feed I420 FrameViews instead of BGR arrays
 
     def __init__(
         self,
@@ -74,23 +81,25 @@ class SwapSession:
         self._prev: dict[int, np.ndarray] = {}
         self.source_warnings = list(source.warnings)
 
-    def process(self, frame_bgr: np.ndarray, frame_index: int) -> tuple[np.ndarray, FrameInfo]:
+    def process(self, frame: FrameLike, frame_index: int) -> tuple[Any, FrameInfo]:
+        """Swap one frame. A BGR array gives a new BGR array back (the input is not changed); a
+        FrameView is changed in place where the swap changed pixels and is returned."""
+        view = frame if isinstance(frame, FrameView) else None
         info = FrameInfo(frame_index=frame_index, warnings=list(self.source_warnings))
         t0 = time.perf_counter()
-        faces = self.tracker.update(frame_bgr)
+        faces = self.tracker.update(frame)
         t1 = time.perf_counter()
         info.timings["detect_ms"] = (t1 - t0) * 1e3
         info.detected = self.tracker.detected_last
         info.faces_target = max(self.tracker.faces_in_frame, len(faces)) if faces else self.tracker.faces_in_frame
-        h, w = frame_bgr.shape[:2]
+        h, w = view.shape if view is not None else frame.shape[:2]
         union = np.zeros((h, w), np.uint8)
         if not faces:
             info.warnings.append("no_face_in_target")
             info.mask = union
             info.timings.update(swap_ms=0.0, enhance_ms=0.0)
             self._prev = {}
-            return frame_bgr, info
-        out = frame_bgr
+            return frame, info
         yaws = []
         jit = []
         prev_next: dict[int, np.ndarray] = {}
@@ -100,19 +109,31 @@ class SwapSession:
             if j is not None:
                 jit.append(j)
             prev_next[track.track_id] = face.landmarks
-            out, m = self.swapper.swap(out, face)
-            union = np.maximum(union, m)
         self._prev = prev_next
-        t2 = time.perf_counter()
-        info.timings["swap_ms"] = (t2 - t1) * 1e3
-        info.mask = self._dilate(union, faces)
-        if self.enhancer is not None and union.any():
-            swapped = out
+        if view is not None and view.is_i420 and self.enhancer is None and hasattr(self.swapper, "region"):
+            out: Any = self._swap_regions(view, faces, union)
+            t2 = time.perf_counter()
+            info.timings["swap_ms"] = (t2 - t1) * 1e3
+            info.mask = self._dilate(union, faces)
+        else:
+            before = view.bgr() if view is not None else frame
+            out = before
             for face in faces:
-                out = self.enhancer.enhance(out, face, union)
-            outside = info.mask == 0
-            if out is not swapped:
-                out[outside] = frame_bgr[outside]  # enhancers may not touch the background
+                out, m = self.swapper.swap(out, face)
+                np.maximum(union, m, out=union)
+            t2 = time.perf_counter()
+            info.timings["swap_ms"] = (t2 - t1) * 1e3
+            info.mask = self._dilate(union, faces)
+            if self.enhancer is not None and union.any():
+                swapped = out
+                for face in faces:
+                    out = self.enhancer.enhance(out, face, union)
+                outside = info.mask == 0
+                if out is not swapped:
+                    out[outside] = before[outside]  # enhancers may not touch the background
+            if view is not None:  # write back only what changed: the rest stays as decoded
+                view.paste((0, 0, w, h), out, union if self.enhancer is None else info.mask)
+                out = view
         info.timings["enhance_ms"] = (time.perf_counter() - t2) * 1e3
         info.swapped = bool(union.any())
         info.faces = faces
@@ -121,6 +142,23 @@ class SwapSession:
         if any(abs(y) > EXTREME_YAW_DEG for y in yaws):
             info.warnings.append("extreme_yaw")
         return out, info
+
+    def _swap_regions(self, view: FrameView, faces: list[Face], union: np.ndarray) -> FrameView:
+        """Swap each face on a BGR crop of just the box its swapper touches, then write the
+        changed pixels back into the I420 frame (faces one after another, like the BGR path)."""
+        h, w = view.shape
+        for face in faces:
+            x0, y0, x1, y1 = even_box(_grow(self.swapper.region(face, (h, w)), 2), w, h)  # type: ignore[attr-defined]
+            if x1 - x0 < 2 or y1 - y0 < 2:
+                continue
+            crop = view.bgr_region((x0, y0, x1, y1))
+            offset = np.array([x0, y0], np.float32)
+            local = replace(face, landmarks=np.asarray(face.landmarks, np.float32) - offset,
+                            bbox=(face.bbox[0] - x0, face.bbox[1] - y0, face.bbox[2] - x0, face.bbox[3] - y0))
+            out_crop, m = self.swapper.swap(crop, local)
+            view.paste((x0, y0, x1, y1), out_crop, m)
+            np.maximum(union[y0:y1, x0:x1], m, out=union[y0:y1, x0:x1])
+        return view
 
     def _dilate(self, mask: np.ndarray, faces: list[Face]) -> np.ndarray:
         """Grow the changed region so encoder ringing (8-16 px blocks) stays inside it."""

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from faceworker.faces import FaceAnalyzer, _to_gray
+from faceworker.faces import FaceAnalyzer
+from faceworker.frames import FrameLike, FrameView
 from faceworker.geometry import landmark_bbox, procrustes_residual
 from faceworker.smoothing import LandmarkSmoother
 from faceworker.types import Face
@@ -85,14 +86,19 @@ class FaceTracker:
         self.detected_last = False
 
     # -- public ----------------------------------------------------------------------------
-    def update(self, frame_bgr: np.ndarray) -> list[Face]:
-        """Faces to swap in this frame (smoothed landmarks), empty when none is found."""
-        gray = _to_gray(frame_bgr)
+    def update(self, frame: FrameLike) -> list[Face]:
+        """Faces to swap in this frame (smoothed landmarks), empty when none is found.
+
+        `frame` is a BGR image or a FrameView; only the grey image is needed unless an identity
+        embedding must be computed, and only then is an I420 frame converted to BGR.
+        """
+        view = FrameView.of(frame)
+        gray = view.gray
         self.detected_last = False
         if self.tracks and self._since_detect < self.redetect_every - 1 and self._follow(gray):
             self._since_detect += 1
         else:
-            self._detect(frame_bgr, gray)
+            self._detect(view, gray)
             self._since_detect = 0
             self.detected_last = True
         return [self._face(t) for t in self.tracks]
@@ -154,13 +160,13 @@ class FaceTracker:
             t.embedding = face.embedding
         self._set(t, face.landmarks)
 
-    def _embed(self, frame: np.ndarray, face: Face) -> np.ndarray:
+    def _embed(self, frame: FrameView, face: Face) -> np.ndarray:
         if face.embedding is None:
-            self.analyzer.embed(frame, face)
+            self.analyzer.embed(frame.bgr(), face)
         assert face.embedding is not None
         return face.embedding
 
-    def _detect(self, frame: np.ndarray, gray: np.ndarray) -> None:
+    def _detect(self, frame: FrameView, gray: np.ndarray) -> None:
         faces = self.analyzer.detect(gray)
         if self.selector == "reference":
             chosen = self._still_there(faces)
@@ -193,7 +199,7 @@ class FaceTracker:
         overlapping = [f for f in faces if _iou(prev, f.bbox) > 0.3]
         return overlapping[0] if len(overlapping) == 1 else None
 
-    def _pick_one(self, frame: np.ndarray, gray: np.ndarray, faces: list[Face]) -> Face:
+    def _pick_one(self, frame: FrameView, gray: np.ndarray, faces: list[Face]) -> Face:
         """The tracked person if still there (by overlap when unambiguous, else by identity), else the largest face.
 
         Embeddings cost ~60 ms each, so they are computed only when overlap cannot decide.
@@ -217,7 +223,7 @@ class FaceTracker:
         self._embed(frame, faces[0])
         return faces[0]
 
-    def _closest(self, frame: np.ndarray, faces: list[Face], ref: np.ndarray | None) -> Face | None:
+    def _closest(self, frame: FrameView, faces: list[Face], ref: np.ndarray | None) -> Face | None:
         if ref is None or not faces:
             return None
         dists = [float(np.linalg.norm(self._embed(frame, f) - ref)) for f in faces]

@@ -45,7 +45,12 @@ class Recognizer(Protocol):
 
 @runtime_checkable
 class FaceSwapper(Protocol):
-    """Replaces one target face in a frame by the prepared source identity."""
+    """Replaces one target face in a frame by the prepared source identity.
+
+    A swapper may also offer `region(target, (h, w)) -> (x0, y0, x1, y1)`: the only box its swap
+    reads or writes. The swap pass then converts just that box of the I420 frame to BGR and hands
+    `swap` the crop (landmarks shifted), instead of the whole frame (faceworker.frames).
+    """
 
     name: str
 

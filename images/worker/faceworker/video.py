@@ -306,8 +306,12 @@ def read_frames(
     end: int | None = None,
     size: tuple[int, int] | None = None,
     strict: bool = True,
+    pix_fmt: str = "bgr24",
 ) -> Iterator[np.ndarray]:
     """Yield BGR uint8 frames with index in [start, end), selected by frame number (not timestamp).
+
+    With pix_fmt="yuv420p" each frame is an I420 buffer of shape (height * 3 / 2, width) instead:
+    half the bytes, no colour conversion (faceworker.frames.FrameView works on it).
 
     `size` is (width, height) of the decoded frames; probed when omitted. With `strict`, fewer frames
     than requested raise BadInput (the range runs past the end of the video)."""
@@ -324,11 +328,14 @@ def read_frames(
     if want == 0:
         return
     width, height = size
-    frame_bytes = width * height * 3
+    if pix_fmt not in ("bgr24", "yuv420p"):
+        raise ValueError(f"read_frames: pix_fmt must be bgr24 or yuv420p, not {pix_fmt!r}")
+    shape = (height, width, 3) if pix_fmt == "bgr24" else (height * 3 // 2, width)
+    frame_bytes = int(np.prod(shape))
     args = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:v:0"]
     if start > 0:
         args += ["-vf", f"select=gte(n\\,{start})"]
-    args += ["-fps_mode", "passthrough", "-frames:v", str(want), "-f", "rawvideo", "-pix_fmt", "bgr24", "-"]
+    args += ["-fps_mode", "passthrough", "-frames:v", str(want), "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=frame_bytes)
     _grow_pipe(proc.stdout)
     got = 0
@@ -347,7 +354,7 @@ def read_frames(
                 break
             if n != frame_bytes:
                 raise FFmpegError(f"decode {path}: truncated frame ({n} of {frame_bytes} bytes)")
-            yield np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3)
+            yield np.frombuffer(buf, dtype=np.uint8).reshape(shape)
             got += 1
         proc.stdout.close()
         err = proc.stderr.read() if proc.stderr else b""
@@ -451,12 +458,20 @@ class FrameWriter:
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=self._err)
         _grow_pipe(self._proc.stdin)
 
+    def check(self, frame: np.ndarray) -> None:
+        """A BGR frame of this size, or (with convert_in_python) an I420 buffer of it."""
+        if frame.dtype == np.uint8 and (frame.shape == (self.height, self.width, 3) or (
+                self._to_i420 and frame.shape == (self.height * 3 // 2, self.width))):
+            return
+        raise ValueError(f"frame {frame.shape} {frame.dtype} != ({self.height}, {self.width}, 3) uint8")
+
     def write(self, frame: np.ndarray) -> None:
-        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
-            raise ValueError(f"frame {frame.shape} {frame.dtype} != ({self.height}, {self.width}, 3) uint8")
+        self.check(frame)
         assert self._proc.stdin is not None
         try:
-            if self._to_i420:
+            if frame.ndim == 2:  # already I420 (the swap pass keeps frames as decoded)
+                self._proc.stdin.write(np.ascontiguousarray(frame).reshape(-1).data)
+            elif self._to_i420:
                 import cv2
 
                 self._proc.stdin.write(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).reshape(-1).data)
@@ -534,8 +549,7 @@ class BackgroundWriter:
     def write(self, frame: np.ndarray) -> None:
         if self._error is not None:
             raise self._error
-        if frame.shape != (self.writer.height, self.writer.width, 3) or frame.dtype != np.uint8:
-            raise ValueError(f"frame {frame.shape} {frame.dtype} != ({self.writer.height}, {self.writer.width}, 3) uint8")
+        self.writer.check(frame)
         self._q.put(frame)
 
     def close(self) -> int:

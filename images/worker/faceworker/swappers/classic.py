@@ -93,6 +93,23 @@ class ClassicSwapper:
         w = self.identity_weight
         return (w * aligned + (1.0 - w) * tgt).astype(np.float32)
 
+    @staticmethod
+    def _roi(dst: np.ndarray, shape: tuple[int, int]) -> tuple[tuple[int, int, int, int], int]:
+        """The box (clipped to the frame) that a swap onto these destination points reads and writes."""
+        h, w = shape
+        x0, y0, x1, y1 = geometry.landmark_bbox(dst)
+        size = max(x1 - x0, y1 - y0)
+        pad = int(0.1 * size) + 4
+        return (max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)), size
+
+    def region(self, target: Face, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+        """Box of the frame (x0, y0, x1, y1) this swap depends on and may change; nothing outside it
+        is read or written, so a caller may hand `swap` just this crop (with shifted landmarks)."""
+        if self._src_pts is None:
+            raise RuntimeError("ClassicSwapper.region called before prepare()")
+        box, _ = self._roi(self.destination_points(np.asarray(target.landmarks, np.float32)), shape)
+        return box
+
     def swap(self, frame_bgr: np.ndarray, target: Face) -> tuple[np.ndarray, np.ndarray]:
         if self._src_img is None or self._src_pts is None or self._tris is None:
             raise RuntimeError("ClassicSwapper.swap called before prepare()")
@@ -100,11 +117,7 @@ class ClassicSwapper:
         tlm = np.asarray(target.landmarks, np.float32)
         dst = self.destination_points(tlm)
         outline = dst[self._outline_index()]
-        x0, y0, x1, y1 = geometry.landmark_bbox(dst)
-        size = max(x1 - x0, y1 - y0)
-        pad = int(0.1 * size) + 4
-        rx0, ry0 = max(0, x0 - pad), max(0, y0 - pad)
-        rx1, ry1 = min(w, x1 + pad), min(h, y1 + pad)
+        (rx0, ry0, rx1, ry1), size = self._roi(dst, (h, w))
         empty = np.zeros((h, w), np.uint8)
         if rx1 - rx0 < 8 or ry1 - ry0 < 8:
             return frame_bgr.copy(), empty
