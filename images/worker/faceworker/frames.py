@@ -120,13 +120,19 @@ class FrameView:
         su = sub[w * h: w * h * 5 // 4].reshape(h // 2, w // 2)
         sv = sub[w * h * 5 // 4:].reshape(h // 2, w // 2)
         y, u, v = self._planes()
-        on = mask > 0
-        np.copyto(y[y0:y1, x0:x1], sy, where=on)
-        on_c = on.reshape(h // 2, 2, w // 2, 2).any(axis=(1, 3))
-        np.copyto(u[y0 // 2:y1 // 2, x0 // 2:x1 // 2], su, where=on_c)
-        np.copyto(v[y0 // 2:y1 // 2, x0 // 2:x1 // 2], sv, where=on_c)
+        on = cv2.threshold(mask, 0, 255, cv2.THRESH_BINARY)[1]
+        # a 2x2 block's area mean is > 0 exactly when one of its pixels is in the mask
+        on_c = cv2.resize(on, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        _copy_where(sy, on, y[y0:y1, x0:x1])
+        _copy_where(su, on_c, u[y0 // 2:y1 // 2, x0 // 2:x1 // 2])
+        _copy_where(sv, on_c, v[y0 // 2:y1 // 2, x0 // 2:x1 // 2])
         self._bgr = None
         self._gray = None
+
+
+def _copy_where(src: np.ndarray, mask: np.ndarray, dst_view: np.ndarray) -> None:
+    """dst_view[mask > 0] = src[mask > 0], in place (dst_view is a window of a plane)."""
+    np.copyto(dst_view, src, where=mask > 0)
 
 
 def _pack_i420(dst: np.ndarray, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
