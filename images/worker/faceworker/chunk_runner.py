@@ -183,7 +183,7 @@ def _mezzanine_offset(area: OrderArea, spec: ChunkSpec) -> int:
 
 class _MaskStore:
     """Keeps FrameInfo objects between swap and metrics with their full-frame masks reduced to the
-    mask's bounding box and PNG-compressed, so a 512-frame 1080p chunk does not hold a GB of masks
+    mask's bounding box and packed (1 bit a pixel for 0/255 masks, else PNG), so a 512-frame 1080p chunk does not hold a GB of masks
     in memory (and does not pay a full-frame PNG encode + decode per frame: the box is small)."""
 
     def __init__(self) -> None:
@@ -201,10 +201,14 @@ class _MaskStore:
                     x, y, w, h = box
                     data = None
                     if w and h:
-                        ok, buf = cv2.imencode(".png", value[y:y + h, x:x + w], [cv2.IMWRITE_PNG_COMPRESSION, 1])
-                        if not ok:
-                            continue
-                        data = buf.tobytes()
+                        crop = value[y:y + h, x:x + w]
+                        if cv2.countNonZero(crop) == cv2.countNonZero(cv2.compare(crop, 255, cv2.CMP_EQ)):
+                            data = b"B" + np.packbits(crop > 0).tobytes()  # 0/255 masks: 1 bit a pixel, ~10x faster than PNG
+                        else:
+                            ok, buf = cv2.imencode(".png", crop, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+                            if not ok:
+                                continue
+                            data = b"P" + buf.tobytes()
                     packed[name] = (box, data)
                     setattr(info, name, None)
         self._items.append((info, packed))
@@ -213,8 +217,11 @@ class _MaskStore:
         info, packed = self._items[i]
         for name, ((x, y, w, h), data) in packed.items():
             full = np.zeros(self._shape, np.uint8)
-            if data is not None:
-                full[y:y + h, x:x + w] = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+            if data is not None and data[:1] == b"B":
+                bits = np.unpackbits(np.frombuffer(data, np.uint8, offset=1), count=w * h)
+                full[y:y + h, x:x + w] = bits.reshape(h, w) * np.uint8(255)
+            elif data is not None:
+                full[y:y + h, x:x + w] = cv2.imdecode(np.frombuffer(data, np.uint8, offset=1), cv2.IMREAD_UNCHANGED)
             setattr(info, name, full)
         return info
 
