@@ -73,10 +73,10 @@ def bound_ffmpeg(src: Path, out: Path, crf: int, preset: str) -> float:
 def bound_pipe(src: Path, out: Path, crf: int, preset: str) -> float:
     pr = video.probe(src)
 
-    def go() -> None:  # the chunk runner's own I/O: prefetching reader, threaded I420 writer
+    def go() -> None:  # the chunk runner's own I/O: prefetching I420 reader, threaded writer
         w = video.BackgroundWriter(video.FrameWriter(out, pr.fps, pr.width, pr.height, crf=crf, preset=preset,
                                                      convert_in_python=True))
-        for f in video.prefetch(video.read_frames(src, 0, pr.frames, size=(pr.width, pr.height))):
+        for f in video.prefetch(video.read_frames(src, 0, pr.frames, size=(pr.width, pr.height), pix_fmt="yuv420p")):
             w.write(f)
         w.close()
 
