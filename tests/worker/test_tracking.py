@@ -219,3 +219,37 @@ def test_fast_motion_is_followed(background, faces) -> None:
         ref = truth.detect(f)[0].landmarks
         assert np.sqrt(((got[0].landmarks - ref) ** 2).sum(1).mean()) < 6.0
         assert procrustes_residual(got[0].landmarks, ref) < 0.05
+
+
+class _CountingFallbacks(FaceAnalyzer):
+    """Counts HOG passes that may fall back to full scale / upsampling (the ~100 ms ones)."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.thorough = 0
+        self.quick = 0
+
+    def detect_boxes(self, gray, scale=None, fallbacks=True):
+        if fallbacks:
+            self.thorough += 1
+        else:
+            self.quick += 1
+        return super().detect_boxes(gray, scale, fallbacks)
+
+
+def test_face_less_stretches_run_the_costly_fallbacks_only_every_half_second(background, faces) -> None:
+    analyzer = _CountingFallbacks()
+    tracker = FaceTracker(analyzer, "one", redetect_every=5, fps=25.0)
+    assert tracker.probe_every == 12
+    empty = [_scene(background, faces, [], pan=i) for i in range(25)]
+    for f in empty:
+        assert tracker.update(f) == []
+    assert analyzer.thorough == 3 and analyzer.quick == 22  # frames 0, 12, 24
+    # a face of normal size appearing mid-stretch is found by the quick pass on that very frame
+    assert len(tracker.update(_scene(background, faces, [("t1_0", 150, 300, 180)], pan=26))) == 1
+    # redetect_every=1 (the reswap's thorough mode) keeps every fallback on every frame
+    strict = _CountingFallbacks()
+    t1 = FaceTracker(strict, "one", redetect_every=1, fps=25.0)
+    for f in empty[:4]:
+        t1.update(f)
+    assert strict.thorough == 4 and strict.quick == 0

@@ -185,13 +185,16 @@ class FaceAnalyzer:
             out.append((bbox, float(s)))
         return out
 
-    def detect_boxes(self, bgr: np.ndarray, scale: float | None = None) -> list[tuple[tuple[int, int, int, int], float]]:
-        """Boxes + HOG scores: downscaled first, then full scale, then one upsampling."""
+    def detect_boxes(self, bgr: np.ndarray, scale: float | None = None,
+                     fallbacks: bool = True) -> list[tuple[tuple[int, int, int, int], float]]:
+        """Boxes + HOG scores: downscaled first, then (with `fallbacks`) full scale, then one upsampling."""
         gray = _to_gray(bgr)
         scale = self.detect_scale if scale is None else scale
         tries = []
         if scale < 1.0:
             tries.append((scale, self.upsample))
+            if not fallbacks:
+                return self._detect_rects(gray, scale, self.upsample)
         tries.append((1.0, self.upsample))
         if self.upsample == 0 and gray.shape[0] * gray.shape[1] <= 1920 * 1080:
             tries.append((1.0, 1))  # last resort; an upsampled pass above 1080p costs seconds
@@ -237,7 +240,8 @@ class FaceAnalyzer:
         shape = self._predictor(gray, _rect(bbox))
         return np.asarray([(p.x, p.y) for p in shape.parts()], np.float32)
 
-    def detect(self, bgr: np.ndarray, scale: float | None = None, landmarks: bool = True) -> list[Face]:
+    def detect(self, bgr: np.ndarray, scale: float | None = None, landmarks: bool = True,
+               fallbacks: bool = True) -> list[Face]:
         """All faces, most prominent (largest, then most confident) first, with full-resolution landmarks (`scale` overrides detect_scale).
 
         With `landmarks=False` each face carries an empty (0, 2) landmark array until
@@ -245,7 +249,7 @@ class FaceAnalyzer:
         (~0.7-2 ms, memory-bound) on every other face."""
         gray = _to_gray(bgr)
         faces = []
-        for bbox, score in self.detect_boxes(gray, scale):
+        for bbox, score in self.detect_boxes(gray, scale, fallbacks):
             lm = self.landmarks(gray, bbox) if landmarks else np.zeros((0, 2), np.float32)
             faces.append(Face(bbox=bbox, landmarks=lm, score=score))
         faces.sort(key=lambda f: -prominence(f))

@@ -140,6 +140,11 @@ class FaceTracker:
             self.full_every = self.redetect_every
         else:
             self.full_every = max(self.redetect_every, int(round(FULL_DETECT_S * fps)))
+        # With no face in sight, the costly full-scale and upsampled fallbacks (~100 ms a 720p frame)
+        # run only every `probe_every` frames (half a second); the cheap downscaled pass runs on
+        # every frame, so a face of normal size is still picked up on the frame it appears.
+        self.probe_every = max(self.redetect_every, int(round(0.5 * fps))) if self.redetect_every > 1 else 1
+        self._empty_frames = 0
         self.fps = fps
         self.smooth = smooth
         self.tracks: list[Track] = []
@@ -165,6 +170,7 @@ class FaceTracker:
             self._since_detect += 1
         else:
             self._detect(view, gray)
+            self._empty_frames = 0 if self.tracks else self._empty_frames + 1
             self._since_detect = 0
             self.detected_last = True
             self.counts["full"] += 1
@@ -283,12 +289,13 @@ class FaceTracker:
 
     def _detect(self, frame: FrameView, gray: np.ndarray) -> None:
         # landmarks only for the faces that are kept (or embedded): the predictor is ~2 ms a face
-        faces = self.analyzer.detect(gray, landmarks=False)
+        thorough = self._empty_frames % self.probe_every == 0
+        faces = self.analyzer.detect(gray, landmarks=False, fallbacks=thorough)
         if self.selector == "reference":
             chosen = None if self._cut else self._still_there(faces)
             if chosen is None:
                 chosen = self._closest(frame, faces, self.reference)
-            if chosen is None and self.analyzer.detect_scale < 1.0:
+            if chosen is None and self.analyzer.detect_scale < 1.0 and thorough:
                 # the downscaled detector misses small faces: look again at full scale
                 faces = self.analyzer.detect(gray, scale=1.0, landmarks=False)
                 chosen = self._closest(frame, faces, self.reference)
