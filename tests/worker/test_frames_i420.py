@@ -106,3 +106,17 @@ def test_i420_session_without_a_face_returns_the_frame_unchanged(source) -> None
     before = buf.copy()
     out, info = SwapSession(source).process(FrameView(i420=buf, width=640, height=360), 0)
     assert np.array_equal(out.i420, before) and not info.swapped and "no_face_in_target" in info.warnings
+
+
+def test_gray_covering_expands_only_what_is_asked_and_matches_the_whole_frame(frames: list[np.ndarray]) -> None:
+    f = frames[0]
+    h, w = f.shape[:2]
+    full = FrameView(i420=_i420(f), width=w, height=h).gray
+    view = FrameView(i420=_i420(f), width=w, height=h)
+    g = view.gray_covering((100, 50, 200, 150))
+    assert g.shape == (h, w)
+    assert np.array_equal(g[50:150, 100:200], full[50:150, 100:200]) and g[:40].max() == 0
+    g2 = view.gray_covering((-20, 140, 60, 400))  # clipped, and the union of both stays valid
+    assert np.array_equal(g2[50:360, 0:200], full[50:360, 0:200])
+    view.paste((100, 50, 200, 150), np.zeros((100, 100, 3), np.uint8), np.full((100, 100), 255, np.uint8))
+    assert view.gray_covering((100, 50, 200, 150))[60:140, 110:190].max() < 20  # recomputed after a paste

@@ -51,6 +51,8 @@ class FrameView:
         self.i420 = i420
         self._bgr = bgr
         self._gray: np.ndarray | None = None
+        self._gray_part: np.ndarray | None = None  # full-size grey, valid only inside _gray_box
+        self._gray_box: Box | None = None
 
     @classmethod
     def of(cls, frame: "FrameLike") -> "FrameView":
@@ -83,6 +85,31 @@ class FrameView:
             else:
                 self._gray = cv2.cvtColor(self.bgr(), cv2.COLOR_BGR2GRAY)
         return self._gray
+
+    def gray_covering(self, box: Box) -> np.ndarray:
+        """A full-size grey image that is valid at least inside `box` (clipped to the frame).
+
+        Frames that are only tracked need the face's neighbourhood, not the whole frame: the luma
+        of a 720p frame costs ~0.2-0.9 ms to expand, a face region a tenth of that. Outside the
+        valid area the image is zero. Falls back to the whole-frame `gray` for BGR frames."""
+        if self._gray is not None or self.i420 is None or self._bgr is not None:
+            return self.gray
+        x0, y0, x1, y1 = max(0, box[0]), max(0, box[1]), min(self.width, box[2]), min(self.height, box[3])
+        if x1 <= x0 or y1 <= y0:
+            x0 = y0 = x1 = y1 = 0
+        have = self._gray_box
+        if have is not None and have[0] <= x0 and have[1] <= y0 and have[2] >= x1 and have[3] >= y1:
+            assert self._gray_part is not None
+            return self._gray_part
+        if have is not None:
+            x0, y0, x1, y1 = min(x0, have[0]), min(y0, have[1]), max(x1, have[2]), max(y1, have[3])
+        if self._gray_part is None:
+            self._gray_part = np.zeros((self.height, self.width), np.uint8)
+        if x1 > x0 and y1 > y0:
+            y = self._planes()[0]
+            self._gray_part[y0:y1, x0:x1] = cv2.LUT(y[y0:y1, x0:x1], _Y_TO_GRAY)
+        self._gray_box = (x0, y0, x1, y1)
+        return self._gray_part
 
     def bgr(self) -> np.ndarray:
         """The whole frame as BGR (converted once, on first use)."""
@@ -128,6 +155,8 @@ class FrameView:
         _copy_where(sv, on_c, v[y0 // 2:y1 // 2, x0 // 2:x1 // 2])
         self._bgr = None
         self._gray = None
+        self._gray_part = None
+        self._gray_box = None
 
 
 def _copy_where(src: np.ndarray, mask: np.ndarray, dst_view: np.ndarray) -> None:

@@ -45,6 +45,7 @@ from faceworker.types import Face
 
 SAME_PERSON_DIST = 0.6  # dlib's Euclidean same-person threshold
 MAX_RESIDUAL = 0.12  # Procrustes residual vs the detected shape above which the track is lost
+GRAY_PAD = 0.6  # grey image kept valid this far (x face box) around a predictor call
 SELECTORS = ("one", "reference", "many")
 
 FULL_DETECT_S = 1.0  # one/reference: a full-frame detection at least this often (seconds of video)
@@ -93,6 +94,12 @@ def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     inter = max(0, x1 - x0) * max(0, y1 - y0)
     area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / area if area > 0 else 0.0
+
+
+def _grown(box: tuple[int, int, int, int], frac: float) -> tuple[int, int, int, int]:
+    """`box` grown by `frac` of its larger side on every side."""
+    pad = int(np.ceil(frac * max(box[2] - box[0], box[3] - box[1], 1)))
+    return box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad
 
 
 def face_patch(gray: np.ndarray, lm: np.ndarray) -> np.ndarray | None:
@@ -163,13 +170,12 @@ class FaceTracker:
         embedding must be computed, and only then is an I420 frame converted to BGR.
         """
         view = FrameView.of(frame)
-        gray = view.gray
         self.detected_last = False
         self._cut = False
-        if self.tracks and self._since_detect < self.full_every - 1 and self._follow(gray):
+        if self.tracks and self._since_detect < self.full_every - 1 and self._follow(view):
             self._since_detect += 1
         else:
-            self._detect(view, gray)
+            self._detect(view, view.gray)
             self._empty_frames = 0 if self.tracks else self._empty_frames + 1
             self._since_detect = 0
             self.detected_last = True
@@ -177,16 +183,16 @@ class FaceTracker:
         return [self._face(t) for t in self.tracks]
 
     # -- internals -------------------------------------------------------------------------
-    def _follow(self, gray: np.ndarray) -> bool:
+    def _follow(self, view: FrameView) -> bool:
         """Find each track again in this frame; False when one is lost (or doubtful after a
         window detection), which makes the caller run a full detection."""
         updated = []
         for t in self.tracks:
             found = None
             if t.since_hog + 1 < self.redetect_every:
-                found = self._glide(gray, t)
+                found = self._glide(view, t)
             if found is None:
-                found = self._near(gray, t)
+                found = self._near(view, t)
                 if found is None:
                     return False  # lost, or a cut (then identity decides in the full detection)
             updated.append((t, found))
@@ -205,36 +211,41 @@ class FaceTracker:
             self._set(t, lm)
         return True
 
-    def _glide(self, gray: np.ndarray, t: Track) -> tuple[np.ndarray, np.ndarray, None] | None:
+    def _glide(self, view: FrameView, t: Track) -> tuple[np.ndarray, np.ndarray, None] | None:
         """Landmarks from the predictor alone, in the box the last landmarks give (moved by the
         face's last motion); None when the appearance or the shape check is in doubt."""
         if t.score < MIN_GLIDE_SCORE or t.patch is None:
             return None
         pred = t.raw + t.velocity
-        lm = self.analyzer.landmarks(gray, _box_from(pred, t.box_offset))
+        box = _box_from(pred, t.box_offset)
+        # grey only around the face (the predictor reads near its box; the patch inside the landmarks)
+        lm = self.analyzer.landmarks(view.gray_covering(_grown(box, GRAY_PAD)), box)
         size = float(max(np.ptp(lm[:, 0]), np.ptp(lm[:, 1]), 1.0))
         if float(np.linalg.norm(lm.mean(0) - pred.mean(0))) > REFINE_SHIFT * size:
             # the face moved more than predicted and the predictor only went part of the way: again from there
-            lm = self.analyzer.landmarks(gray, _box_from(lm, t.box_offset))
-        patch = face_patch(gray, lm)
+            box = _box_from(lm, t.box_offset)
+            lm = self.analyzer.landmarks(view.gray_covering(_grown(box, GRAY_PAD)), box)
+        patch = face_patch(view.gray_covering(landmark_bbox(lm)), lm)
         if ncc(patch, t.patch) < MIN_NCC_PREV or ncc(patch, t.anchor) < MIN_NCC_ANCHOR:
             return None
         if procrustes_residual(lm, t.ref_shape) > MAX_RESIDUAL:
             return None
         return lm, patch, None  # type: ignore[return-value]
 
-    def _near(self, gray: np.ndarray, t: Track) -> tuple[np.ndarray, np.ndarray | None, tuple] | None:
+    def _near(self, view: FrameView, t: Track) -> tuple[np.ndarray, np.ndarray | None, tuple] | None:
         """A HOG detection in a small window around the track, then landmarks in its box.
 
         Unlike the predictor alone (which returns a face-like shape anywhere) it says when the
         face is gone."""
-        h, w = gray.shape[:2]
+        h, w = view.shape
         box = _box_from(t.raw + t.velocity, t.box_offset)
         if box[2] <= 0 or box[3] <= 0 or box[0] >= w or box[1] >= h:
             return None
+        gray = view.gray_covering(_grown(box, NEAR_MARGIN + 0.05))
         hit = self.analyzer.detect_near(gray, box, margin=NEAR_MARGIN, face_px=NEAR_FACE_PX)
         if hit is None:
             return None
+        gray = view.gray_covering(_grown(hit[0], GRAY_PAD))
         lm = self.analyzer.landmarks(gray, hit[0])
         if procrustes_residual(lm, t.ref_shape) > MAX_RESIDUAL:
             return None

@@ -307,6 +307,7 @@ def read_frames(
     size: tuple[int, int] | None = None,
     strict: bool = True,
     pix_fmt: str = "bgr24",
+    decoder_threads: int = 1,
 ) -> Iterator[np.ndarray]:
     """Yield BGR uint8 frames with index in [start, end), selected by frame number (not timestamp).
 
@@ -332,7 +333,10 @@ def read_frames(
         raise ValueError(f"read_frames: pix_fmt must be bgr24 or yuv420p, not {pix_fmt!r}")
     shape = (height, width, 3) if pix_fmt == "bgr24" else (height * 3 // 2, width)
     frame_bytes = int(np.prod(shape))
-    args = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:v:0"]
+    # One decoder thread: the Python consumer is always slower than a single-threaded decode, and
+    # frame threading costs ~1.5 CPU-ms per 720p frame that the swap pass needs (benchmarks/engine_fps.py).
+    args = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-threads", str(decoder_threads),
+            "-i", str(path), "-map", "0:v:0"]
     if start > 0:
         args += ["-vf", f"select=gte(n\\,{start})"]
     args += ["-fps_mode", "passthrough", "-frames:v", str(want), "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"]
