@@ -20,12 +20,27 @@ from faceworker.errors import BadInput
 from faceworker.types import Face, SourceFace
 
 
-def _shrunk_hull_mask(pts: np.ndarray, shape: tuple[int, int], factor: float) -> np.ndarray:
-    c = pts.mean(0)
-    hull = cv2.convexHull(((pts - c) * factor + c).astype(np.float32))
+# target skin statistics from every 2nd row/column: a quarter of the colour conversion, the mean
+# and std move by < 0.1 LAB levels on the sample order
+_STATS_STEP = 2
+
+
+def _shrunk_hull(pts: np.ndarray, factor: float, center: np.ndarray | None = None) -> np.ndarray:
+    c = pts.mean(0) if center is None else center
+    return np.round(cv2.convexHull(((pts - c) * factor + c).astype(np.float32))).astype(np.int32)
+
+
+def _shrunk_hull_mask(pts: np.ndarray, shape: tuple[int, int], factor: float,
+                      center: np.ndarray | None = None) -> np.ndarray:
     m = np.zeros(shape, np.uint8)
-    cv2.fillConvexPoly(m, np.round(hull).astype(np.int32), 255)
+    cv2.fillConvexPoly(m, _shrunk_hull(pts, factor, center), 255)
     return m
+
+
+def _shrunk_hull_box(pts: np.ndarray, shape: tuple[int, int], factor: float) -> tuple[int, int, int, int]:
+    """Box (x0, y0, x1, y1), clipped to `shape`, of the pixels `_shrunk_hull_mask` would fill."""
+    x, y, bw, bh = cv2.boundingRect(_shrunk_hull(pts, factor))
+    return max(0, x), max(0, y), min(shape[1], x + bw), min(shape[0], y + bh)
 
 
 class ClassicSwapper:
@@ -62,6 +77,8 @@ class ClassicSwapper:
         self._src_img: np.ndarray | None = None
         self._src_pts: np.ndarray | None = None
         self._tris: np.ndarray | None = None
+        self._src_stable: np.ndarray | None = None
+        self._src_lab: np.ndarray | None = None
 
     # -- points ----------------------------------------------------------------------------
     def _extended(self, lm: np.ndarray) -> np.ndarray:
@@ -79,19 +96,24 @@ class ClassicSwapper:
         self._src_img = np.ascontiguousarray(source.image_bgr)
         self._src_pts = self._extended(np.asarray(source.face.landmarks, np.float32))
         self._tris = geometry.delaunay(self._src_pts)
+        self._src_lab = cv2.cvtColor(self._src_img, cv2.COLOR_BGR2LAB)  # warped directly when matching colour
+        self._src_stable = self._src_pts[:68][geometry.STABLE]
 
     # -- swap ------------------------------------------------------------------------------
     def destination_points(self, target_lm: np.ndarray) -> np.ndarray:
         """Where each source control point goes in the target frame."""
+        return self._placement(np.asarray(target_lm, np.float32))[1]
+
+    def _placement(self, target_lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(similarity source -> target fitted on the stable points, destination control points)."""
         assert self._src_pts is not None
-        src68 = self._src_pts[:68]
-        m = geometry.similarity_transform(src68[geometry.STABLE], target_lm[geometry.STABLE])
+        m = geometry.similarity_transform(self._src_stable, target_lm[geometry.STABLE])
         aligned = geometry.apply_affine(m, self._src_pts)
         if self.identity_weight >= 1.0:
-            return aligned
+            return m, aligned
         tgt = self._extended(target_lm)
         w = self.identity_weight
-        return (w * aligned + (1.0 - w) * tgt).astype(np.float32)
+        return m, (w * aligned + (1.0 - w) * tgt).astype(np.float32)
 
     @staticmethod
     def _roi(dst: np.ndarray, shape: tuple[int, int]) -> tuple[tuple[int, int, int, int], int]:
@@ -115,7 +137,7 @@ class ClassicSwapper:
             raise RuntimeError("ClassicSwapper.swap called before prepare()")
         h, w = frame_bgr.shape[:2]
         tlm = np.asarray(target.landmarks, np.float32)
-        dst = self.destination_points(tlm)
+        sim, dst = self._placement(tlm)
         outline = dst[self._outline_index()]
         (rx0, ry0, rx1, ry1), size = self._roi(dst, (h, w))
         empty = np.zeros((h, w), np.uint8)
@@ -124,46 +146,73 @@ class ClassicSwapper:
         off = np.array([rx0, ry0], np.float32)
         roi_shape = (ry1 - ry0, rx1 - rx0)
 
-        # 1. warp the source into the ROI
-        if self.identity_weight >= 1.0:
-            m = geometry.similarity_transform(self._src_pts[:68][geometry.STABLE], tlm[geometry.STABLE])
-            m[:, 2] -= off
-            warped = cv2.warpAffine(self._src_img, m, (roi_shape[1], roi_shape[0]), flags=cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_REPLICATE)
-        else:
-            warped = geometry.piecewise_affine_warp(self._src_img, self._src_pts, dst - off, self._tris, roi_shape)
-
-        # 2. hard mask of the transferred region (ROI coordinates)
+        # 1. hard mask of the transferred region (ROI coordinates; drawing it is cheap)
         hard = np.zeros(roi_shape, np.uint8)
         cv2.fillConvexPoly(hard, np.round(cv2.convexHull(outline - off)).astype(np.int32), 255, cv2.LINE_AA)
-        hard[hard < 128] = 0
-        hard[hard > 0] = 255
+        cv2.threshold(hard, 127, 255, cv2.THRESH_BINARY, dst=hard)
         if self.keep_target_mouth or self.keep_target_eyes:
             self._cut_features(hard, tlm - off, size)
-        if hard.max() == 0:
+        mx, my, mw, mh = cv2.boundingRect(hard)
+        if mw == 0 or mh == 0:
             return frame_bgr.copy(), empty
 
-        # 3. colour: source skin statistics -> target skin statistics over the same region
-        roi = np.ascontiguousarray(frame_bgr[ry0:ry1, rx0:rx1])
-        if self.color_strength > 0:
-            # skin statistics from well inside the face (hulls shrunk by 12 %): the rim catches hair/background
-            inner = _shrunk_hull_mask(dst[:68] - off, roi_shape, 0.88)
-            tgt_skin = _shrunk_hull_mask(tlm - off, roi_shape, 0.88)
-            warped = blend.lab_color_transfer(warped, roi, inner, tgt_skin, self.color_strength)
+        # 2. work box: everything below happens in the mask's box plus what the blend reads around it
+        # (alpha: 1 px, so the feather's distance sees the zero rim; pyramid/seamless: their 16 px pad,
+        # twice, as pyramid_blend places its box), clipped to the ROI. Alpha needs ~half the ROI.
+        margin = 1 if self.blend_mode == "alpha" else 2 * 16 + 1
+        bx0, by0 = max(0, mx - margin), max(0, my - margin)
+        bx1, by1 = min(roi_shape[1], mx + mw + margin), min(roi_shape[0], my + mh + margin)
+        hard = hard[by0:by1, bx0:bx1]
+        x0, y0, x1, y1 = rx0 + bx0, ry0 + by0, rx0 + bx1, ry0 + by1  # work box in frame coordinates
+        work_shape = (y1 - y0, x1 - x0)
+        woff = np.array([x0, y0], np.float32)
+        frame_box = frame_bgr[y0:y1, x0:x1]
 
-        # 4. blend
+        # 3. colour statistics: source skin -> target skin, each from well inside the face (hulls
+        # shrunk by 12 %: the rim catches hair/background)
+        skin = None  # (source skin mask in the work box, target LAB mean, std) when the colour is matched
+        if self.color_strength > 0:
+            inner = _shrunk_hull_mask(dst[:68] - woff, work_shape, 0.88)
+            # the target's skin may reach outside the work box: read it from its own box (inside the ROI)
+            sx0, sy0, sx1, sy1 = _shrunk_hull_box(tlm - off, roi_shape, 0.88)
+            if sx1 > sx0 and sy1 > sy0:
+                corner = np.array([sx0, sy0], np.float32)
+                tgt_skin = _shrunk_hull_mask(tlm - off - corner, (sy1 - sy0, sx1 - sx0), 0.88,
+                                             center=(tlm - off).mean(0) - corner)
+                if cv2.countNonZero(inner) >= 16 and cv2.countNonZero(tgt_skin) >= 16:
+                    ref = frame_bgr[ry0 + sy0:ry0 + sy1, rx0 + sx0:rx0 + sx1]
+                    r_mu, r_sd = blend.lab_stats(ref, tgt_skin, step=_STATS_STEP)
+                    skin = (inner, r_mu, r_sd)
+
+        # 4. warp the source into the work box (its LAB copy when the colour is matched), colour
+        if self.identity_weight >= 1.0:
+            m = sim.copy()
+            m[:, 2] -= woff
+            src = self._src_lab if skin is not None else self._src_img
+            warped = cv2.warpAffine(src, m, (work_shape[1], work_shape[0]), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REPLICATE)
+            warped_lab = warped if skin is not None else None
+        else:
+            warped = geometry.piecewise_affine_warp(self._src_img, self._src_pts, dst - woff, self._tris, work_shape)
+            warped_lab = cv2.cvtColor(warped, cv2.COLOR_BGR2LAB) if skin is not None else None
+        if skin is not None:
+            inner, r_mu, r_sd = skin
+            s_mu, s_sd = blend.lab_stats(warped_lab, inner, lab=True)
+            warped = blend.apply_lab_lut(warped_lab, blend.lab_transfer_lut(s_mu, s_sd, r_mu, r_sd, self.color_strength))
+
+        # 5. blend
+        out = frame_bgr.copy()
+        feather = int(self.feather_frac * size)
         if self.blend_mode == "seamless":
-            out_roi = blend.seamless_blend(roi, warped, hard)
+            out[y0:y1, x0:x1] = blend.seamless_blend(np.ascontiguousarray(frame_box), warped, hard)
         elif self.blend_mode == "pyramid":
             # blend weights from the feathered mask; its zero rim keeps the change inside `hard`
-            out_roi = blend.pyramid_blend(roi, warped, blend.feather_mask(hard, int(self.feather_frac * size)))
+            out[y0:y1, x0:x1] = blend.pyramid_blend(np.ascontiguousarray(frame_box), warped,
+                                                    blend.feather_mask(hard, feather))
         else:
-            alpha = blend.feather_mask(hard, int(self.feather_frac * size))
-            out_roi = blend.alpha_blend(roi, warped, alpha)
-        out = frame_bgr.copy()
-        out[ry0:ry1, rx0:rx1] = out_roi
+            blend.alpha_blend_into(out[y0:y1, x0:x1], frame_box, warped, blend.feather_mask(hard, feather))
         mask = empty
-        mask[ry0:ry1, rx0:rx1] = hard
+        mask[y0:y1, x0:x1] = hard
         return out, mask
 
     def _cut_features(self, hard: np.ndarray, tlm: np.ndarray, size: int) -> None:
@@ -175,8 +224,16 @@ class ClassicSwapper:
             groups.append(geometry.MOUTH[:12])
         if self.keep_target_eyes:
             groups += [geometry.LEFT_EYE, geometry.RIGHT_EYE]
-        for g in groups:
-            part = np.zeros_like(hard)
-            cv2.fillConvexPoly(part, np.round(cv2.convexHull(tlm[g])).astype(np.int32), 255)
-            part = cv2.dilate(part, kernel)
-            hard[part > 0] = 0
+        # one dilation of the union (= the union of the dilations), over the parts' box only
+        hulls = [np.round(cv2.convexHull(tlm[g])).astype(np.int32) for g in groups]
+        x, y, bw, bh = cv2.boundingRect(np.vstack(hulls))
+        r = k // 2 + 1
+        h, w = hard.shape
+        x0, y0, x1, y1 = max(0, x - r), max(0, y - r), min(w, x + bw + r), min(h, y + bh + r)
+        if x1 <= x0 or y1 <= y0:
+            return
+        part = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        for hull in hulls:
+            cv2.fillConvexPoly(part, hull - np.array([x0, y0], np.int32), 255)
+        part = cv2.dilate(part, kernel)
+        hard[y0:y1, x0:x1][part > 0] = 0
