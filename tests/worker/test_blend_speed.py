@@ -155,8 +155,8 @@ def test_swap_looks_like_the_float_implementation(scene) -> None:
             assert np.array_equal(mask, ref_mask)
             inside = mask > 0
             diff = np.abs(out.astype(int) - ref)[inside]
-            assert diff.mean() < 1.0, diff.mean()  # measured ~0.3: LAB quantisation noise, no bias
-            assert (diff > 3).mean() < 0.005
+            assert diff.mean() < 0.25, diff.mean()  # measured 0.03-0.06 on the sample order
+            assert (diff > 3).mean() < 0.001
             assert np.array_equal(out[~inside], img[~inside])
 
 
