@@ -1,12 +1,11 @@
 """The fast classic swap (lookup tables, cv2.blendLinear, work box = the mask's box) against the
-float implementation it replaced: same look, several times cheaper.
+float implementation it replaced: same look (its speed is measured by benchmarks, not asserted here).
 
 `_reference_swap` below is the previous `ClassicSwapper.swap` (BGR warp of the whole ROI, LAB
 transfer in float32 per pixel, float alpha blend), kept here only as the yardstick.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import cv2
@@ -159,21 +158,3 @@ def test_swap_looks_like_the_float_implementation(scene) -> None:
             assert (diff > 3).mean() < 0.001
             assert np.array_equal(out[~inside], img[~inside])
 
-
-def test_swap_is_several_times_cheaper_than_the_float_implementation(scene) -> None:
-    """CPU time (not wall), interleaved: robust to other jobs on the machine. Measured ~4x."""
-    sw, frames, targets = scene
-    pairs = list(zip(frames, targets))
-
-    def cpu(fn) -> float:
-        best = float("inf")
-        for _ in range(3):
-            t0 = time.process_time()
-            for f, t in pairs:
-                fn(f, t)
-            best = min(best, time.process_time() - t0)
-        return best
-
-    cpu(sw.swap)
-    new, old = cpu(sw.swap), cpu(lambda f, t: _reference_swap(sw, f, t))
-    assert new < 0.5 * old, (new, old)
