@@ -112,20 +112,19 @@ class SwapSession:
                 jit.append(j)
             prev_next[track.track_id] = face.landmarks
         self._prev = prev_next
-        if view is not None and view.is_i420 and self.enhancer is None and hasattr(self.swapper, "region"):
+        regional = view is not None and view.is_i420 and self.enhancer is None and hasattr(self.swapper, "region")
+        if regional:
             out: Any = self._swap_regions(view, faces, union)
-            t2 = time.perf_counter()
-            info.timings["swap_ms"] = (t2 - t1) * 1e3
-            info.mask = self._dilate(union, faces)
         else:
             before = view.bgr() if view is not None else frame
             out = before
             for face in faces:
                 out, m = self.swapper.swap(out, face)
                 np.maximum(union, m, out=union)
-            t2 = time.perf_counter()
-            info.timings["swap_ms"] = (t2 - t1) * 1e3
-            info.mask = self._dilate(union, faces)
+        t2 = time.perf_counter()
+        info.timings["swap_ms"] = (t2 - t1) * 1e3
+        info.mask = self._dilate(union, faces)
+        if not regional:
             if self.enhancer is not None and union.any():
                 swapped = out
                 for face in faces:

@@ -69,12 +69,7 @@ class FrameView:
     # -- planes ----------------------------------------------------------------------------
     def _planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         assert self.i420 is not None
-        w, h = self.width, self.height
-        flat = self.i420.reshape(-1)
-        y = flat[: w * h].reshape(h, w)
-        u = flat[w * h: w * h * 5 // 4].reshape(h // 2, w // 2)
-        v = flat[w * h * 5 // 4:].reshape(h // 2, w // 2)
-        return y, u, v
+        return _split_i420(self.i420, self.width, self.height)
 
     @property
     def gray(self) -> np.ndarray:
@@ -123,8 +118,10 @@ class FrameView:
         if self._bgr is not None:
             return self._bgr[y0:y1, x0:x1].copy()
         y, u, v = self._planes()
-        sub = np.empty(((y1 - y0) * 3 // 2, x1 - x0), np.uint8)
-        _pack_i420(sub, y[y0:y1, x0:x1], u[y0 // 2:y1 // 2, x0 // 2:x1 // 2], v[y0 // 2:y1 // 2, x0 // 2:x1 // 2])
+        sub = np.empty(i420_size(x1 - x0, y1 - y0), np.uint8)
+        for dst, src in zip(_split_i420(sub, x1 - x0, y1 - y0),
+                            (y[y0:y1, x0:x1], u[y0 // 2:y1 // 2, x0 // 2:x1 // 2], v[y0 // 2:y1 // 2, x0 // 2:x1 // 2])):
+            dst[:] = src
         return cv2.cvtColor(sub, cv2.COLOR_YUV2BGR_I420)
 
     # -- writing back ----------------------------------------------------------------------
@@ -142,10 +139,7 @@ class FrameView:
             self._gray = None
             return
         h, w = y1 - y0, x1 - x0
-        sub = cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2YUV_I420).reshape(-1)
-        sy = sub[: w * h].reshape(h, w)
-        su = sub[w * h: w * h * 5 // 4].reshape(h // 2, w // 2)
-        sv = sub[w * h * 5 // 4:].reshape(h // 2, w // 2)
+        sy, su, sv = _split_i420(cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2YUV_I420), w, h)
         y, u, v = self._planes()
         on = cv2.threshold(mask, 0, 255, cv2.THRESH_BINARY)[1]
         # a 2x2 block's area mean is > 0 exactly when one of its pixels is in the mask
@@ -164,12 +158,12 @@ def _copy_where(src: np.ndarray, mask: np.ndarray, dst_view: np.ndarray) -> None
     np.copyto(dst_view, src, where=mask > 0)
 
 
-def _pack_i420(dst: np.ndarray, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
-    h, w = y.shape
-    flat = dst.reshape(-1)
-    flat[: w * h].reshape(h, w)[:] = y
-    flat[w * h: w * h * 5 // 4].reshape(h // 2, w // 2)[:] = u
-    flat[w * h * 5 // 4:].reshape(h // 2, w // 2)[:] = v
+def _split_i420(buf: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of the Y, U and V planes of one I420 buffer (writable when the buffer is)."""
+    w, h = width, height
+    flat = buf.reshape(-1)
+    return (flat[: w * h].reshape(h, w), flat[w * h: w * h * 5 // 4].reshape(h // 2, w // 2),
+            flat[w * h * 5 // 4:].reshape(h // 2, w // 2))
 
 
 FrameLike = Union[np.ndarray, FrameView]

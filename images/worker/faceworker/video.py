@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from faceworker.errors import BadInput, TransientError, WorkerError
+from faceworker.frames import i420_size
 
 FFMPEG = os.environ.get("FACEFACTORY_FFMPEG", "ffmpeg")
 FFPROBE = os.environ.get("FACEFACTORY_FFPROBE", "ffprobe")
@@ -331,7 +332,7 @@ def read_frames(
     width, height = size
     if pix_fmt not in ("bgr24", "yuv420p"):
         raise ValueError(f"read_frames: pix_fmt must be bgr24 or yuv420p, not {pix_fmt!r}")
-    shape = (height, width, 3) if pix_fmt == "bgr24" else (height * 3 // 2, width)
+    shape = (height, width, 3) if pix_fmt == "bgr24" else i420_size(width, height)
     frame_bytes = int(np.prod(shape))
     # One decoder thread: the Python consumer is always slower than a single-threaded decode, and
     # frame threading costs ~1.5 CPU-ms per 720p frame that the swap pass needs (benchmarks/engine_fps.py).
@@ -465,7 +466,7 @@ class FrameWriter:
     def check(self, frame: np.ndarray) -> None:
         """A BGR frame of this size, or (with convert_in_python) an I420 buffer of it."""
         if frame.dtype == np.uint8 and (frame.shape == (self.height, self.width, 3) or (
-                self._to_i420 and frame.shape == (self.height * 3 // 2, self.width))):
+                self._to_i420 and frame.shape == i420_size(self.width, self.height))):
             return
         raise ValueError(f"frame {frame.shape} {frame.dtype} != ({self.height}, {self.width}, 3) uint8")
 
