@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from faceworker.frame_pipeline import FrameInfo, SwapSession
+from faceworker.masks import RegionMask
 from faceworker.metrics import PSNR_CAP_DB, measure_frame, psnr_outside, ssim_outside
 from faceworker.sample import shipped_faces, synth_target_frames
 from faceworker.source import load_source_face
@@ -82,7 +83,7 @@ def test_measure_frame_row_follows_contract(swapped) -> None:
 def test_measure_frame_without_face(swapped) -> None:
     source, session, _, _ = swapped
     blank = np.full((360, 640, 3), 100, np.uint8)
-    info = FrameInfo(frame_index=3, warnings=["no_face_in_target"], mask=np.zeros((360, 640), np.uint8))
+    info = FrameInfo(frame_index=3, warnings=["no_face_in_target"], changed=RegionMask((360, 640)))
     row = measure_frame(blank, blank, info, source.embedding, session.analyzer)
     assert row["embedding"] is None and row["id_cosine_raw"] is None and row["id_dist_target"] is None
     assert not row["face_found_after"] and row["warnings"] == ["no_face_in_target"]

@@ -73,6 +73,25 @@ def test_encode_n_frames_gives_n_frames(tmp_path: Path, media: dict[str, Path]) 
     assert min(psnr) > 35
 
 
+def test_segment_frame_count_from_the_sample_table(tmp_path: Path, media: dict[str, Path]) -> None:
+    """The swap pass counts a segment's frames from the MP4 sample table (no ffprobe start-up):
+    it must agree with ffprobe's packet count, moov first or last, with or without audio."""
+    frames = list(video.read_frames(media["cfr"], 0, 13))
+    out = tmp_path / "seg.mp4"  # FrameWriter: +faststart, moov before mdat
+    with video.FrameWriter(out, Fraction(25), 320, 180, crf=30, preset="ultrafast") as w:
+        for f in frames:
+            w.write(f)
+    assert video.mp4_video_samples(out) == 13 == video.count_segment_frames(out)
+    # moov after mdat, an audio track first in the file, B-frames: still the video track's samples
+    moov_last = tmp_path / "late.mp4"
+    video.run_ffmpeg(["-i", str(media["cfr"]), "-map", "0:a:0", "-map", "0:v:0", "-c", "copy", str(moov_last)], "remux")
+    assert video.mp4_video_samples(moov_last) == video.probe(moov_last).frames == 75
+    # not ISO-BMFF: no sample table, the count falls back to ffprobe
+    assert video.mp4_video_samples(media["vfr"]) is None
+    assert video.count_segment_frames(media["vfr"]) == video.probe(media["vfr"]).frames
+    assert video.mp4_video_samples(media["text"]) is None
+
+
 def test_writer_rejects_odd_size(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="even"):
         video.FrameWriter(tmp_path / "x.mp4", 25, 321, 180)

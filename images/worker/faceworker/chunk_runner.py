@@ -374,9 +374,9 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     except BaseException:
         writer.abort()
         raise
-    out_probe = video.probe(seg_local)
-    if written != spec.frames or out_probe.frames != spec.frames:
-        raise video.FFmpegError(f"segment has {out_probe.frames} frames, expected {spec.frames}")
+    out_frames = video.count_segment_frames(seg_local)
+    if written != spec.frames or out_frames != spec.frames:
+        raise video.FFmpegError(f"segment has {out_frames} frames, expected {spec.frames}")
     t["swap_pass_s"] = time.perf_counter() - t_swap
     t["swap_cpu_s"] = _cpu_s() - c_swap
 

@@ -11,6 +11,7 @@ import numpy as np
 from faceworker.faces import FaceAnalyzer
 from faceworker.frames import FrameLike, FrameView, even_box
 from faceworker.geometry import apply_affine, similarity_transform
+from faceworker.masks import RegionMask
 from faceworker.tracking import FaceTracker
 from faceworker.types import Enhancer, Face, FaceSwapper, SourceFace
 
@@ -25,12 +26,29 @@ class FrameInfo:
     faces_target: int = 0
     swapped: bool = False
     faces: list[Face] = field(default_factory=list)  # target faces used (smoothed landmarks)
-    mask: np.ndarray | None = None  # uint8 HxW, dilated union of the pixels the swap changed
+    changed: RegionMask | None = None  # the pixels the swap changed (compact, undilated)
+    mask_dilate_px: int = 0  # `mask` grows `changed` by this many pixels
     yaw_deg: float | None = None
     landmark_jitter_px: float | None = None
     detected: bool = False  # full detection ran on this frame (vs tracking)
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # ms per stage
+    _full_mask: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """uint8 HxW, 255 where the swap changed pixels, dilated so encoder ringing (8-16 px blocks)
+        stays inside: what PSNR/SSIM "outside the mask" exclude. Built on first use (the metrics
+        pass), not in the swap pass."""
+        if self._full_mask is None and self.changed is not None:
+            self._full_mask = self.changed.dilated(self.mask_dilate_px).full() if self.mask_dilate_px else \
+                self.changed.full()
+        return self._full_mask
+
+    @mask.setter
+    def mask(self, value: np.ndarray | None) -> None:
+        self._full_mask = value
+        self.changed = None
 
 
 def _grow(box: tuple[int, int, int, int], px: int) -> tuple[int, int, int, int]:
@@ -95,10 +113,9 @@ class SwapSession:
         info.detected = self.tracker.detected_last
         info.faces_target = max(self.tracker.faces_in_frame, len(faces)) if faces else self.tracker.faces_in_frame
         h, w = view.shape if view is not None else frame.shape[:2]
-        union = np.zeros((h, w), np.uint8)
         if not faces:
             info.warnings.append("no_face_in_target")
-            info.mask = union
+            info.changed = RegionMask((h, w))
             info.timings.update(swap_ms=0.0, enhance_ms=0.0)
             self._prev = {}
             return frame, info
@@ -113,17 +130,20 @@ class SwapSession:
             prev_next[track.track_id] = face.landmarks
         self._prev = prev_next
         regional = view is not None and view.is_i420 and self.enhancer is None and hasattr(self.swapper, "region")
+        # encoder ringing (8-16 px blocks) must stay inside the mask the metrics exclude
+        info.mask_dilate_px = max(8, int(self.mask_dilate_frac * max(f.size for f in faces)))
         if regional:
-            out: Any = self._swap_regions(view, faces, union)
+            out: Any = self._swap_regions(view, faces, info)
         else:
             before = view.bgr() if view is not None else frame
             out = before
+            union = np.zeros((h, w), np.uint8)
             for face in faces:
                 out, m = self.swapper.swap(out, face)
                 np.maximum(union, m, out=union)
+            info.changed = RegionMask.from_full(union)
         t2 = time.perf_counter()
         info.timings["swap_ms"] = (t2 - t1) * 1e3
-        info.mask = self._dilate(union, faces)
         if not regional:
             if self.enhancer is not None and union.any():
                 swapped = out
@@ -136,7 +156,7 @@ class SwapSession:
                 view.paste((0, 0, w, h), out, union if self.enhancer is None else info.mask)
                 out = view
         info.timings["enhance_ms"] = (time.perf_counter() - t2) * 1e3
-        info.swapped = bool(union.any())
+        info.swapped = info.changed is not None and info.changed.any()
         info.faces = faces
         info.yaw_deg = float(yaws[0])
         info.landmark_jitter_px = float(np.mean(jit)) if jit else None
@@ -144,10 +164,11 @@ class SwapSession:
             info.warnings.append("extreme_yaw")
         return out, info
 
-    def _swap_regions(self, view: FrameView, faces: list[Face], union: np.ndarray) -> FrameView:
+    def _swap_regions(self, view: FrameView, faces: list[Face], info: FrameInfo) -> FrameView:
         """Swap each face on a BGR crop of just the box its swapper touches, then write the
         changed pixels back into the I420 frame (faces one after another, like the BGR path)."""
         h, w = view.shape
+        info.changed = RegionMask((h, w))
         for face in faces:
             x0, y0, x1, y1 = even_box(_grow(self.swapper.region(face, (h, w)), 2), w, h)  # type: ignore[attr-defined]
             if x1 - x0 < 2 or y1 - y0 < 2:
@@ -158,27 +179,5 @@ class SwapSession:
                             bbox=(face.bbox[0] - x0, face.bbox[1] - y0, face.bbox[2] - x0, face.bbox[3] - y0))
             out_crop, m = self.swapper.swap(crop, local)
             view.paste((x0, y0, x1, y1), out_crop, m)
-            np.maximum(union[y0:y1, x0:x1], m, out=union[y0:y1, x0:x1])
+            info.changed.add((x0, y0, x1, y1), m)
         return view
-
-    def _dilate(self, mask: np.ndarray, faces: list[Face]) -> np.ndarray:
-        """Grow the changed region so encoder ringing (8-16 px blocks) stays inside it."""
-        if not mask.any():
-            return mask
-        size = max(f.size for f in faces)
-        r = max(8, int(self.mask_dilate_frac * size))
-        bx, by, bw, bh = cv2.boundingRect(mask)
-        h, w = mask.shape
-        y0, y1 = max(0, by - r), min(h, by + bh + r)
-        x0, x1 = max(0, bx - r), min(w, bx + bw + r)
-        out = np.zeros_like(mask)
-        # Pixels within Euclidean distance r of a changed pixel: a disc dilation, 2-3x cheaper than
-        # cv2.dilate with a (2r+1)² elliptic kernel and never larger than it (a few boundary pixels
-        # fewer), so PSNR/SSIM "outside" cover at least the pixels they did. The ROI border is
-        # padded so the distance is not cut short at the frame edge.
-        roi = cv2.threshold(mask[y0:y1, x0:x1], 0, 255, cv2.THRESH_BINARY_INV)[1]
-        roi = cv2.copyMakeBorder(roi, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=255)
-        # the 5x5 chamfer mask: half the cost of DIST_MASK_PRECISE, same disc at these radii (measured)
-        dist = cv2.distanceTransform(roi, cv2.DIST_L2, cv2.DIST_MASK_5)[1:-1, 1:-1]
-        out[y0:y1, x0:x1] = (dist <= r) * np.uint8(255)
-        return out

@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from faceworker.faces import ChipEmbedder, FaceAnalyzer
+from faceworker.faces import ChipEmbedder, DeferredEmbedding, FaceAnalyzer, embedding_vector
 from faceworker.frame_pipeline import FrameInfo
 from faceworker.types import Face
 
@@ -150,11 +150,15 @@ def start_measure(
             tgt = target_embedding if target_embedding is not None else info.faces[0].embedding
             if getattr(analyzer.recognizer, "jitter", 0) == 0 and hasattr(analyzer.recognizer, "chip"):
                 pending = embedder.submit(analyzer.recognizer.chip(output_bgr, face))
-                target = tgt if tgt is not None else embedder.submit(
-                    analyzer.recognizer.chip(original_bgr, info.faces[0]))
+                if isinstance(tgt, DeferredEmbedding):  # the track's identity: embedded once per track
+                    target = tgt.future(embedder)
+                else:
+                    target = tgt if tgt is not None else embedder.submit(
+                        analyzer.recognizer.chip(original_bgr, info.faces[0]))
             else:  # another recognizer (or jitter): embed inline, the way it defines
                 emb = analyzer.recognizer.embed(output_bgr, face).astype(np.float32)
                 pending = _Done((emb, 0.0))
+                tgt = embedding_vector(tgt)
                 target = tgt if tgt is not None else analyzer.recognizer.embed(original_bgr, info.faces[0])
     row["psnr_outside_db"] = psnr_outside(original_bgr, output_bgr, info.mask)
     row["ssim_outside"] = ssim_outside(original_bgr, output_bgr, info.mask)

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from faceworker.faces import FaceAnalyzer
+from faceworker.faces import DeferredEmbedding, FaceAnalyzer, embedding_vector
 from faceworker.frames import FrameLike, FrameView
 from faceworker.geometry import landmark_bbox, procrustes_residual
 from faceworker.smoothing import LandmarkSmoother
@@ -65,7 +65,7 @@ class Track:
     ref_shape: np.ndarray  # landmarks at the last detection (shape check)
     box_offset: np.ndarray  # detection box relative to the landmark box, in face-size units
     smoother: LandmarkSmoother
-    embedding: np.ndarray | None = None
+    embedding: np.ndarray | DeferredEmbedding | None = None
     score: float = 0.0
     smoothed: np.ndarray | None = None
     history: list[np.ndarray] = field(default_factory=list)
@@ -295,8 +295,9 @@ class FaceTracker:
         if face.embedding is None:
             self.analyzer.with_landmarks(frame.gray, face)
             self.analyzer.embed(frame.bgr(), face)
-        assert face.embedding is not None
-        return face.embedding
+        vec = embedding_vector(face.embedding)
+        assert vec is not None
+        return vec
 
     def _detect(self, frame: FrameView, gray: np.ndarray) -> None:
         # landmarks only for the faces that are kept (or embedded): the predictor is ~2 ms a face
@@ -340,7 +341,10 @@ class FaceTracker:
         Embeddings cost ~60 ms each, so they are computed only when overlap cannot decide.
         """
         if not self.tracks:
-            self._embed(frame, faces[0])  # the track's identity, reused for id_dist_target
+            # the track's identity (also the metrics' id_dist_target): kept as a chip, embedded only
+            # when a later detection needs it or by the metrics pass
+            self.analyzer.with_landmarks(frame.gray, faces[0])
+            self.analyzer.embed_later(frame.bgr(), faces[0])
             return faces[0]
         t = self.tracks[0]
         kept = None if self._cut else self._still_there(faces)
@@ -358,8 +362,10 @@ class FaceTracker:
         self._embed(frame, faces[0])
         return faces[0]
 
-    def _closest(self, frame: FrameView, faces: list[Face], ref: np.ndarray | None) -> Face | None:
-        if ref is None or not faces:
+    def _closest(self, frame: FrameView, faces: list[Face],
+                 ref: np.ndarray | DeferredEmbedding | None) -> Face | None:
+        ref = embedding_vector(ref) if faces else None
+        if ref is None:
             return None
         dists = [float(np.linalg.norm(self._embed(frame, f) - ref)) for f in faces]
         i = int(np.argmin(dists))
@@ -374,7 +380,7 @@ class FaceTracker:
             best, best_score = None, 0.0
             for t in remaining:
                 if t.embedding is not None and f.embedding is not None:
-                    score = 1.0 - float(np.linalg.norm(t.embedding - f.embedding))
+                    score = 1.0 - float(np.linalg.norm(embedding_vector(t.embedding) - embedding_vector(f.embedding)))
                     score = score if score > 1.0 - SAME_PERSON_DIST else 0.0
                 else:
                     score = _iou(_box_from(t.raw, t.box_offset), f.bbox)

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from faceworker.faces import DeferredEmbedding
 
 
 @dataclass
@@ -14,7 +17,8 @@ class Face:
     bbox: tuple[int, int, int, int]  # x0, y0, x1, y1
     landmarks: np.ndarray  # float32 [68, 2] (dlib 68-point order)
     score: float = 1.0
-    embedding: np.ndarray | None = None  # recognizer embedding, filled on demand
+    # recognizer embedding, filled on demand; a DeferredEmbedding computes it on first use
+    embedding: "np.ndarray | DeferredEmbedding | None" = None
 
     @property
     def size(self) -> float:
