@@ -253,3 +253,24 @@ def test_face_less_stretches_run_the_costly_fallbacks_only_every_half_second(bac
     for f in empty[:4]:
         t1.update(f)
     assert strict.thorough == 4 and strict.quick == 0
+
+
+def test_track_identity_is_embedded_only_when_needed(background, faces) -> None:
+    """`one` keeps its face's identity as a chip (DeferredEmbedding): nothing is embedded while
+    overlap decides; the value equals an eager embedding, and the metrics pass submits it once."""
+    from faceworker.faces import ChipEmbedder, DeferredEmbedding
+
+    analyzer = FaceAnalyzer()
+    tracker = FaceTracker(analyzer, "one", fps=25.0)
+    frames = _moving(background, faces, 30)
+    for f in frames:
+        assert tracker.update(f)
+    ident = tracker.tracks[0].embedding
+    assert isinstance(ident, DeferredEmbedding) and ident._value is None  # never needed in 30 frames
+    first = FaceAnalyzer().detect(frames[0])[0]
+    eager = analyzer.embed(frames[0], first)
+    with ChipEmbedder(0) as embedder:
+        fut = ident.future(embedder)
+        assert ident.future(embedder) is fut  # one submission per track, however many frames ask
+        assert np.linalg.norm(fut.result()[0] - eager) < 0.05  # same person, same frame (landmarks may differ a little)
+    assert ident.value() is fut.result()[0]
