@@ -96,6 +96,7 @@ class ClassicSwapper:
         self._src_pts = self._extended(np.asarray(source.face.landmarks, np.float32))
         self._tris = geometry.delaunay(self._src_pts)
         self._src_stable = self._src_pts[:68][geometry.STABLE]
+        blend.warm_up_lab()
 
     # -- swap ------------------------------------------------------------------------------
     def destination_points(self, target_lm: np.ndarray) -> np.ndarray:
