@@ -182,7 +182,8 @@ def _mezzanine_offset(area: OrderArea, spec: ChunkSpec) -> int:
 
 
 class _MaskStore:
-    """Keeps FrameInfo objects between swap and metrics with their full-frame masks reduced to the
+    """Keeps FrameInfo objects between swap and metrics. Sessions' FrameInfos hold their changed pixels
+    as a packed RegionMask already; any other full-frame mask attribute is reduced here to the
     mask's bounding box and packed (1 bit a pixel for 0/255 masks, else PNG), so a 512-frame 1080p chunk does not hold a GB of masks
     in memory (and does not pay a full-frame PNG encode + decode per frame: the box is small)."""
 
@@ -226,9 +227,11 @@ class _MaskStore:
         return info
 
     def release(self, i: int) -> None:
+        """Drop frame i's frame-sized masks again (after its metrics row)."""
         info, packed = self._items[i]
         for name in packed:
             setattr(info, name, None)
+        getattr(info, "drop_mask", lambda: None)()  # a mask the FrameInfo built from its RegionMask
 
 
 def _cpu_s() -> float:

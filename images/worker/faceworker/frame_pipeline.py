@@ -50,6 +50,11 @@ class FrameInfo:
         self._full_mask = value
         self.changed = None
 
+    def drop_mask(self) -> None:
+        """Forget the frame-sized mask built from `changed` (~1-2 MB; `mask` builds it again)."""
+        if self.changed is not None:
+            self._full_mask = None
+
 
 def _grow(box: tuple[int, int, int, int], px: int) -> tuple[int, int, int, int]:
     return box[0] - px, box[1] - px, box[2] + px, box[3] + px
