@@ -2,7 +2,8 @@
 
 Three kinds of frame (costs in the 720p swap pass, docs/engine.md):
 
-- a full-frame HOG detection (~11 ms at half scale, +60 ms when an embedding is needed): when
+- a full-frame HOG detection (~11 ms at half scale, +60 ms per embedding the decision needs; a
+  new `one` track keeps only its aligned chip, embedded on first use): when
   there is no track, when a track is lost or doubtful, every `redetect_every` frames for `many`
   (new faces), and once a second of video for `one`/`reference` (re-anchors the box, refreshes
   the face count, lets identity correct a track that followed the wrong thing);
