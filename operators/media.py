@@ -202,16 +202,17 @@ def claim_order(order_area: Any, order_id: str, run_id: str | None) -> None:
     if not run_id:
         return
     claim = "input/claim.json"
-    if order_area.exists(claim):
-        owner = order_area.read_json(claim).get("run_id")
-        if owner and owner != run_id:
-            raise BadOrder(
-                f"order {order_id} already belongs to DAG run {owner!r}; not starting it again "
-                f"as {run_id!r} (clear or re-run {owner!r} instead, or delete {claim} in the "
-                "order's work area to hand the order over)"
-            )
+    # create-if-absent (a hard link locally, If-None-Match on S3): of two runs ingesting at once,
+    # exactly one creates the claim; the other reads it below
+    if order_area.create_json(claim, {"run_id": run_id, "order_id": order_id}):
         return
-    order_area.write_json(claim, {"run_id": run_id, "order_id": order_id})
+    owner = order_area.read_json(claim).get("run_id")
+    if owner and owner != run_id:
+        raise BadOrder(
+            f"order {order_id} already belongs to DAG run {owner!r}; not starting it again "
+            f"as {run_id!r} (clear or re-run {owner!r} instead, or delete {claim} in the "
+            "order's work area to hand the order over)"
+        )
 
 
 def ingest(order: dict[str, Any], cfg: RunConfig, timeout_s: float = 1200,

@@ -101,6 +101,36 @@ def test_an_order_belongs_to_the_first_run_that_ingests_it(tmp_path) -> None:
     assert oa.read_json("input/claim.json") == {"run_id": "order__o-claim", "order_id": "o-claim"}
 
 
+def test_two_runs_claiming_at_once_one_wins(tmp_path) -> None:
+    """The claim is created-if-absent, not checked then written: two runs ingesting the same order
+    at the same moment cannot both believe they own it."""
+    import threading
+
+    from faceworker.workarea import WorkArea
+
+    for attempt in range(5):
+        oa = WorkArea(str(tmp_path)).order(f"o-race{attempt}")
+        start = threading.Barrier(2)
+        outcome: dict[str, str] = {}
+
+        def claim(run_id: str) -> None:
+            start.wait()
+            try:
+                media.claim_order(oa, oa.order_id, run_id)
+                outcome[run_id] = "owner"
+            except media.BadOrder:
+                outcome[run_id] = "refused"
+
+        threads = [threading.Thread(target=claim, args=(r,)) for r in ("order__x", "manual__y")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcome.values()) == ["owner", "refused"], outcome
+        winner = next(r for r, v in outcome.items() if v == "owner")
+        assert oa.read_json("input/claim.json")["run_id"] == winner
+
+
 def test_swap_retries_are_counted_per_chunk_from_failure_records(tmp_path) -> None:
     import json as _json
 

@@ -94,6 +94,41 @@ def test_s3_roundtrip(s3_bucket: str, tmp_path: Path) -> None:
         area.read_bytes("input/nope.png")
 
 
+def _race(area: "object", rel: str, n: int = 8) -> list[bool]:
+    """n threads creating `rel` at once, each with its own content; which of them created it."""
+    import threading
+
+    start = threading.Barrier(n)
+    won: list[bool] = [False] * n
+
+    def go(i: int) -> None:
+        start.wait()
+        won[i] = area.create_json(rel, {"run_id": f"run-{i}"})  # type: ignore[attr-defined]
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return won
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_create_if_absent_has_exactly_one_winner(where: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    root = str(tmp_path) if where == "local" else f"s3://{request.getfixturevalue('s3_bucket')}/p"
+    area = WorkArea(root).order("o-race")
+    for attempt in range(3):
+        rel = f"input/claim{attempt}.json"
+        won = _race(area, rel)
+        assert won.count(True) == 1, won
+        # the file holds the winner's complete content, and a later create does not replace it
+        assert area.read_json(rel) == {"run_id": f"run-{won.index(True)}"}
+        assert not area.create_json(rel, {"run_id": "late"})
+        assert area.read_json(rel)["run_id"] != "late"
+    if where == "local":
+        assert not [p for p in (tmp_path / "orders/o-race/input").iterdir() if p.name.startswith(".")]
+
+
 def test_s3_intermediates_carry_the_lifecycle_tag(s3_bucket: str, tmp_path: Path) -> None:
     from faceworker.workarea import make_s3_client
 

@@ -59,6 +59,7 @@ class Store(Protocol):
     def uri(self, key: str) -> str: ...
     def read_bytes(self, key: str) -> bytes: ...
     def write_bytes(self, key: str, data: bytes) -> None: ...
+    def create_bytes(self, key: str, data: bytes) -> bool: ...
     def exists(self, key: str) -> bool: ...
     def download_to(self, key: str, local: Path) -> Path: ...
     def upload_from(self, local: Path, key: str) -> None: ...
@@ -100,6 +101,24 @@ class LocalStore:
         except BaseException:
             _unlink(tmp)
             raise
+
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        """Write `key` only if it does not exist yet, atomically (a hard link of a complete temp
+        file): True when this call created it, False when someone else's was there first."""
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(tmp, dest)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            _unlink(tmp)
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
@@ -173,6 +192,27 @@ class S3Store:
         with _s3_errors(self.uri(key)):
             extra = {"Tagging": tag} if (tag := intermediate_tagging(self._key(key))) else {}
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
+
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        """PutObject with `If-None-Match: *` (S3 conditional writes): True when this call created
+        the object, False when it already existed (412). A 409 (another conditional write to the
+        same key in flight) is transient: the retry then sees the winner's object."""
+        from botocore.exceptions import ClientError
+
+        uri = self.uri(key)
+        try:
+            with _s3_errors(uri, passthrough=True):
+                extra = {"Tagging": tag} if (tag := intermediate_tagging(self._key(key))) else {}
+                self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*", **extra)
+            return True
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+            if code == "PreconditionFailed" or status == 412:
+                return False
+            if code == "ConditionalRequestConflict" or status == 409:
+                raise TransientError(f"S3 conditional write conflict on {uri}; retry") from exc
+            raise _translate_client_error(exc, uri) from exc
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError
@@ -306,6 +346,10 @@ class OrderArea:
 
     def write_json(self, rel: str, data: Any) -> None:
         self.write_bytes(rel, (json.dumps(data, indent=1, sort_keys=True, default=str) + "\n").encode())
+
+    def create_json(self, rel: str, data: Any) -> bool:
+        """Write `rel` only if absent (atomic on both stores); True when this call created it."""
+        return self.store.create_bytes(self.key(rel), (json.dumps(data, indent=1, sort_keys=True, default=str) + "\n").encode())
 
     def exists(self, rel: str) -> bool:
         return self.store.exists(self.key(rel))
