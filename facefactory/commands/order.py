@@ -177,15 +177,39 @@ def failure_reasons(order_id: str, run_id: str) -> list[dict[str, Any]]:
     return [r for r in records if r.get("run_id") == run_id]
 
 
+class SchedulerRunning(RuntimeError):
+    """`order run` refused: a live scheduler shares this Airflow database."""
+
+
+def live_scheduler() -> Any | None:
+    """The scheduler job heartbeating on this Airflow database, if any (e.g. `facefactory up`)."""
+    from airflow.jobs.job import most_recent_job
+
+    job = most_recent_job("SchedulerJob")
+    return job if job is not None and job.is_alive() else None
+
+
 def run_order(conf: dict[str, Any]) -> tuple[str, Any, bool]:
     """Run the order as DAG run `order__<order_id>`; returns (run_id, final state, ran).
 
-    An order whose run already succeeded is not run again (ran=False)."""
+    An order whose run already succeeded is not run again (ran=False). Refused while a scheduler
+    runs on the same database: `DAG.test()` runs the tasks in this process, and that scheduler
+    would pick up the same run's tasks too (and replacing a failed run could pull it from under
+    a retry the scheduler is running)."""
     from unittest import mock
 
     from airflow.models.dagrun import DagRun
 
     run_id = run_id_for(conf["order_id"])
+    job = live_scheduler()
+    if job is not None:
+        raise SchedulerRunning(
+            f"a scheduler is running on this Airflow database (job {job.id} on {job.hostname}, "
+            f"last heartbeat {job.latest_heartbeat:%H:%M:%S} UTC), e.g. from `facefactory up`; it would "
+            "run this order's tasks as well. Hand the order to it instead: `facefactory submit "
+            f"--source {conf['source']} --target {conf['target']} --order-id {conf['order_id']} --wait` "
+            "(or the UI form, docs/triggering.md), or stop it and run this command again"
+        )
     existing = _existing_run(run_id)
     if existing is not None:
         if str(existing.state) == "success":
@@ -236,7 +260,8 @@ def run_in_airflow(conf: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         run_id, state, ran = run_order(conf)
     except Exception as exc:  # noqa: BLE001 - e.g. ParamValidationError: report, do not trace
         message = f"order {conf['order_id']} was refused: {type(exc).__name__}: {exc}"
-        return (EXIT_INVALID if "Param" in type(exc).__name__ else EXIT_FAILED), {"messages": [message]}
+        invalid = "Param" in type(exc).__name__ or isinstance(exc, SchedulerRunning)
+        return (EXIT_INVALID if invalid else EXIT_FAILED), {"messages": [message]}
     took = time.monotonic() - started
     if str(state) != "success":
         messages = [f"order {conf['order_id']} FAILED (run {run_id}, {took:.1f}s)"]

@@ -205,3 +205,46 @@ def test_resume_redoes_only_chunks_without_done_json(env) -> None:
     for c in missing:  # the others were computed by the resumed run
         assert (swapped / c / "done.json").stat().st_mtime > killed_at, c
     assert (p["published"] / "e2e-resume.mp4").is_file()
+
+
+def test_order_run_refuses_while_a_scheduler_shares_the_database(env) -> None:
+    """`order run` executes tasks in its own process (DAG.test); a live scheduler on the same DB
+    would run them too. With a scheduler heartbeating, the command refuses and says what to do."""
+    import threading
+    from datetime import datetime, timezone
+
+    db_path = Path(env["AIRFLOW_HOME"]) / "airflow.db"
+    stop = threading.Event()
+
+    def now() -> str:
+        return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    db = sqlite3.connect(db_path)
+    cur = db.execute(
+        "INSERT INTO job (state, job_type, start_date, latest_heartbeat, hostname, unixname) "
+        "VALUES ('running', 'SchedulerJob', ?, ?, 'other-host', 'someone')", (now(), now()))
+    job_id = cur.lastrowid
+    db.commit()
+
+    def heartbeat() -> None:  # as a real scheduler does, every few seconds
+        conn = sqlite3.connect(db_path)
+        while not stop.wait(2.0):
+            conn.execute("UPDATE job SET latest_heartbeat = ? WHERE id = ?", (now(), job_id))
+            conn.commit()
+        conn.close()
+
+    beat = threading.Thread(target=heartbeat, daemon=True)
+    beat.start()
+    try:
+        res = run_order(env, "e2e-sched", CHUNK, timeout=300)
+    finally:
+        stop.set()
+        beat.join()
+        db.execute("UPDATE job SET state = 'success', end_date = ? WHERE id = ?", (now(), job_id))
+        db.commit()
+    runs = db.execute("SELECT count(*) FROM dag_run WHERE run_id = 'order__e2e-sched'").fetchone()[0]
+    db.close()
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "a scheduler is running on this Airflow database" in res.stderr
+    assert "other-host" in res.stderr and "facefactory submit" in res.stderr and "--order-id e2e-sched" in res.stderr
+    assert runs == 0 and not (_paths(env)["work"] / "e2e-sched").exists()  # refused before any work
