@@ -88,8 +88,10 @@ class LocalStore:
         except FileNotFoundError as exc:
             raise BadInput(f"missing in the work area: {self.uri(key)}") from exc
 
-    def write_bytes(self, key: str, data: bytes) -> None:
-        dest = self._path(key)
+    @staticmethod
+    def _complete_temp(dest: Path, data: bytes) -> str:
+        """A synced temp file holding `data` beside `dest` (hidden: list() skips dot files), so
+        `dest` only ever appears whole."""
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
         try:
@@ -97,6 +99,15 @@ class LocalStore:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+        except BaseException:
+            _unlink(tmp)
+            raise
+        return tmp
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        dest = self._path(key)
+        tmp = self._complete_temp(dest, data)
+        try:
             os.replace(tmp, dest)
         except BaseException:
             _unlink(tmp)
@@ -106,13 +117,8 @@ class LocalStore:
         """Write `key` only if it does not exist yet, atomically (a hard link of a complete temp
         file): True when this call created it, False when someone else's was there first."""
         dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+        tmp = self._complete_temp(dest, data)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
             os.link(tmp, dest)
             return True
         except FileExistsError:
