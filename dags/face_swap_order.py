@@ -1,6 +1,7 @@
 """face_swap_order: one customer order = one run.
 
     ingest -> chunk -> swap[chunk] -> quality_gate -> reswap[failing chunk] -> final_gate -> merge -> publish
+        -> cdn_ready (deferred: waits in the triggerer for the CloudFront invalidation, if any)
 
 The order arrives as the run's conf (the trigger form below, the REST API or bulk_orders); the
 run id is `order__<order_id>`. Media work happens in `operators.media` and the `faceworker`
@@ -24,6 +25,7 @@ from airflow.sdk import (
 
 from facefactory import settings as ff_settings
 from operators import config, lineage, media, publish as publishing
+from operators.cdn_wait import CdnInvalidationWait
 from operators.face_swap_pod import FaceSwapPodOperator, swap_arguments
 from operators.pod_spec import parse_time_settings as swap_parse_settings
 from operators.order_schema import ORDER_FIELDS
@@ -214,6 +216,7 @@ def face_swap_order() -> None:
         delivered = publishing.publish(
             merged["output"], prefix, order["order_id"], quality=merged.get("summary"),
             source_sha256=ingested.get("source_sha256"), when=context["dag_run"].run_after,
+            wait_for_cdn=False,  # cdn_ready waits for it, deferred, without holding a worker slot
         )
         uri = delivered["uri"]
         context["ti"].xcom_push(key="published", value=delivered)
@@ -231,7 +234,8 @@ def face_swap_order() -> None:
     reswapped = swap_chunks("reswap", plan)
     gate = final_gate(ingested, plan)
     reswapped >> gate
-    publish(merge(ingested, gate), ingested)
+    publish(merge(ingested, gate), ingested) >> CdnInvalidationWait(
+        task_id="cdn_ready", retries=2, retry_delay=timedelta(seconds=30), execution_timeout=timedelta(minutes=20))
 
 
 face_swap_order()

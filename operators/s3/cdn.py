@@ -1,4 +1,5 @@
-"""CDN delivery: CloudFront invalidation (polled to completion with a timeout), presigned URLs.
+"""CDN delivery: CloudFront invalidation (polled to completion with a timeout, or left to the
+deferrable `cdn_ready` task: operators/cdn_wait.py), presigned URLs.
 
 Presigned URLs are bearer tokens for the object until they expire: they go to XCom for the
 customer link, but logs only ever see `redact_url(...)` (scheme, host and path).
@@ -98,7 +99,7 @@ def invalidate(
     inv_id = str(response["Invalidation"]["Id"])
     status = str(response["Invalidation"]["Status"])
     log.info("cloudfront %s: invalidation %s for %d path(s): %s", distribution_id, inv_id, len(paths), status)
-    while wait and status.lower() != "completed":
+    while wait and not is_completed(status):
         waited = time.monotonic() - started
         if waited >= timeout_s:
             raise CdnTimeoutError(
@@ -106,8 +107,18 @@ def invalidate(
                 f"(timeout {timeout_s:.0f}s); it continues server-side, the retry will find it"
             )
         sleep(min(poll_s, max(0.0, timeout_s - waited)))
-        try:
-            status = str(client.get_invalidation(DistributionId=distribution_id, Id=inv_id)["Invalidation"]["Status"])
-        except Exception as exc:  # noqa: BLE001
-            raise classify(exc, "GET invalidation", f"{distribution_id}/{inv_id}") from exc
+        status = invalidation_status(client, distribution_id, inv_id)
     return Invalidation(distribution_id, inv_id, status, list(paths), round(time.monotonic() - started, 3))
+
+
+def invalidation_status(client: Any, distribution_id: str, invalidation_id: str) -> str:
+    """CloudFront's status of one invalidation ("InProgress", "Completed")."""
+    try:
+        response = client.get_invalidation(DistributionId=distribution_id, Id=invalidation_id)
+    except Exception as exc:  # noqa: BLE001
+        raise classify(exc, "GET invalidation", f"{distribution_id}/{invalidation_id}") from exc
+    return str(response["Invalidation"]["Status"])
+
+
+def is_completed(status: str) -> bool:
+    return status.lower() == "completed"

@@ -72,6 +72,11 @@ def test_face_swap_order_shape(dagbag) -> None:
         assert "chunk" in (op.map_index_template or "")
     assert dag.get_task("final_gate").trigger_rule == "none_failed"
     assert [a.name for a in dag.get_task("publish").outlets] == ["facefactory_published_video"]
+    # the CDN wait is its own deferrable task after publish (no worker slot held while CloudFront works)
+    from operators.cdn_wait import CdnInvalidationWait
+
+    assert downstream["publish"] == {"cdn_ready"}
+    assert isinstance(dag.get_task("cdn_ready"), CdnInvalidationWait)
 
 
 def test_params_form_comes_from_order_schema(dagbag) -> None:

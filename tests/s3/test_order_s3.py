@@ -85,7 +85,8 @@ def _prepare(moto_server: MotoServer, airflow_env_factory: Any, venv_tool: Any,
         "AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": REGION,
         "FACEFACTORY_S3_ENDPOINT_URL": moto_server.endpoint,
     })
-    return {"env": env, "buckets": names, "distribution": dist, "facefactory": venv_tool("facefactory")}
+    return {"env": env, "buckets": names, "distribution": dist, "facefactory": venv_tool("facefactory"),
+            "moto_endpoint": moto_server.endpoint}
 
 
 def _run(ctx: dict[str, Any], order_id: str, *sets: str) -> subprocess.CompletedProcess[str]:
@@ -98,19 +99,20 @@ def _run(ctx: dict[str, Any], order_id: str, *sets: str) -> subprocess.Completed
     return subprocess.run(cmd, env=ctx["env"], capture_output=True, text=True, timeout=ORDER_TIMEOUT_S)
 
 
-def _published_xcom(ctx: dict[str, Any], order_id: str) -> dict[str, Any]:
-    """The publish task's `published` XCom, read from the run's metadata DB."""
+def _published_xcom(ctx: dict[str, Any], order_id: str, task_id: str = "publish",
+                    key: str = "published") -> dict[str, Any]:
+    """The publish task's `published` XCom (or another task's), read from the run's metadata DB."""
     code = (
         "import json, sys\n"
         "from airflow.models.xcom import XComModel\n"
         "from airflow.utils.session import create_session\n"
         "with create_session() as s:\n"
         "    row = s.query(XComModel).filter_by(dag_id='face_swap_order', run_id=sys.argv[1],\n"
-        "                                       task_id='publish', key='published').one()\n"
+        "                                       task_id=sys.argv[2], key=sys.argv[3]).one()\n"
         "    value = row.value\n"
         "    print(json.dumps(json.loads(value) if isinstance(value, (str, bytes)) else value))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code, f"order__{order_id}"], env=ctx["env"],
+    proc = subprocess.run([sys.executable, "-c", code, f"order__{order_id}", task_id, key], env=ctx["env"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -122,43 +124,54 @@ def _keys(bucket: str, prefix: str) -> list[str]:
 
 
 def test_order_with_work_area_and_publish_on_s3(s3_order_env: dict[str, Any]) -> None:
+    from s3_faults import FaultProxy
+
     ctx, b = s3_order_env, s3_order_env["buckets"]
-    res = _run(ctx, "s3-good", "chunk_frames=32")
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-6000:]
-    uri = res.stdout.strip().splitlines()[-1]
-    assert uri.startswith(f"s3://{b['pub']}/videos/") and "/s3-good/" in uri and uri.endswith(".mp4")
-    key = uri.split("/", 3)[3]
-    s3 = make_client("s3")
-    head = s3.head_object(Bucket=b["pub"], Key=key)
-    assert head["ContentType"] == "video/mp4"
-    assert head["CacheControl"] == "public, max-age=31536000, immutable"
-    assert head["ServerSideEncryption"] == "AES256"
-    meta = head["Metadata"]
-    assert meta["order-id"] == "s3-good" and len(meta["source-sha256"]) == 64
-    assert key.endswith(f"/{meta['content-sha256']}.mp4")
-    assert json.loads(meta["quality"])  # the gate summary travels with the object
-    # intermediate objects where the layout says
-    work = _keys(b["work"], "ff/orders/s3-good/")
-    rel = {k[len("ff/orders/s3-good/"):] for k in work}
-    for expected in ("input/source.png", "input/target.mp4", "input/probe.json", "input/source_embedding.npy",
-                     "chunks/chunks.json", "chunks/00000/segment.mkv", "swapped/00000/segment.mp4",
-                     "swapped/00000/metrics.json", "swapped/00000/done.json", "quality/validation.json",
-                     "output/s3-good.mp4"):
-        assert expected in rel, f"{expected} missing from the S3 work area: {sorted(rel)}"
-    merged = s3.get_object(Bucket=b["work"], Key="ff/orders/s3-good/output/s3-good.mp4")["Body"].read()
-    # XCom: presigned URL serves the same bytes; CloudFront invalidation created and recorded
-    xcom = _published_xcom(ctx, "s3-good")
-    assert xcom["uri"] == uri and xcom["sha256"] == meta["content-sha256"]
-    with urllib.request.urlopen(xcom["presigned_url"], timeout=60) as response:
-        assert response.read() == merged
-    inv = xcom["invalidation"]
-    assert inv["distribution_id"] == ctx["distribution"]["Id"] and inv["status"].lower() == "completed"
-    listed = make_client("cloudfront").list_invalidations(DistributionId=inv["distribution_id"])
-    assert inv["invalidation_id"] in [i["Id"] for i in listed["InvalidationList"].get("Items", [])]
-    assert xcom["cdn_url"] == f"https://{ctx['distribution']['DomainName']}/{key}"
-    assert SECRET not in json.dumps(xcom) and SECRET not in res.stdout and SECRET not in res.stderr
-    assert "X-Amz-Signature" not in res.stdout + res.stderr  # presigned URLs only redacted in logs
-    assert not _keys(b["pub"], "videos/.incoming/")
+    # moto completes invalidations at once; through this front CloudFront answers "InProgress" to
+    # the create and the first status poll, so cdn_ready really defers and the trigger polls
+    with FaultProxy(ctx["moto_endpoint"]) as proxy:
+        proxy.rewrite_responses(b"<Status>COMPLETED</Status>", b"<Status>InProgress</Status>", count=2)
+        via_proxy = {**ctx, "env": {**ctx["env"], "AIRFLOW_CONN_AWS_DEFAULT": connection_json(proxy.endpoint)}}
+        res = _run(via_proxy, "s3-good", "chunk_frames=32")
+        polls = [path for method, path, _ in proxy.requests if method == "GET" and "/invalidation/" in path]
+        assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-6000:]
+        uri = res.stdout.strip().splitlines()[-1]
+        assert uri.startswith(f"s3://{b['pub']}/videos/") and "/s3-good/" in uri and uri.endswith(".mp4")
+        key = uri.split("/", 3)[3]
+        s3 = make_client("s3")
+        head = s3.head_object(Bucket=b["pub"], Key=key)
+        assert head["ContentType"] == "video/mp4"
+        assert head["CacheControl"] == "public, max-age=31536000, immutable"
+        assert head["ServerSideEncryption"] == "AES256"
+        meta = head["Metadata"]
+        assert meta["order-id"] == "s3-good" and len(meta["source-sha256"]) == 64
+        assert key.endswith(f"/{meta['content-sha256']}.mp4")
+        assert json.loads(meta["quality"])  # the gate summary travels with the object
+        # intermediate objects where the layout says
+        work = _keys(b["work"], "ff/orders/s3-good/")
+        rel = {k[len("ff/orders/s3-good/"):] for k in work}
+        for expected in ("input/source.png", "input/target.mp4", "input/probe.json", "input/source_embedding.npy",
+                         "chunks/chunks.json", "chunks/00000/segment.mkv", "swapped/00000/segment.mp4",
+                         "swapped/00000/metrics.json", "swapped/00000/done.json", "quality/validation.json",
+                         "output/s3-good.mp4"):
+            assert expected in rel, f"{expected} missing from the S3 work area: {sorted(rel)}"
+        merged = s3.get_object(Bucket=b["work"], Key="ff/orders/s3-good/output/s3-good.mp4")["Body"].read()
+        # XCom: presigned URL serves the same bytes; CloudFront invalidation created and recorded
+        xcom = _published_xcom(ctx, "s3-good")
+        assert xcom["uri"] == uri and xcom["sha256"] == meta["content-sha256"]
+        with urllib.request.urlopen(xcom["presigned_url"], timeout=60) as response:
+            assert response.read() == merged
+        inv = xcom["invalidation"]
+        assert inv["distribution_id"] == ctx["distribution"]["Id"] and inv["status"] == "InProgress"  # publish did not wait
+        ready = _published_xcom(ctx, "s3-good", task_id="cdn_ready", key="return_value")
+        assert ready["invalidation_id"] == inv["invalidation_id"] and ready["status"].lower() == "completed"
+        assert len(polls) == 2  # the trigger: one InProgress answer, then Completed
+        listed = make_client("cloudfront").list_invalidations(DistributionId=inv["distribution_id"])
+        assert inv["invalidation_id"] in [i["Id"] for i in listed["InvalidationList"].get("Items", [])]
+        assert xcom["cdn_url"] == f"https://{ctx['distribution']['DomainName']}/{key}"
+        assert SECRET not in json.dumps(xcom) and SECRET not in res.stdout and SECRET not in res.stderr
+        assert "X-Amz-Signature" not in res.stdout + res.stderr  # presigned URLs only redacted in logs
+        assert not _keys(b["pub"], "videos/.incoming/")
 
 
 def test_failed_gate_publishes_nothing_on_s3(s3_order_env: dict[str, Any]) -> None:
