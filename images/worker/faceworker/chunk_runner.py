@@ -24,6 +24,7 @@ from faceworker import video
 from faceworker.errors import BadInput
 from faceworker.frames import FrameView
 from faceworker.logs import Logger, Progress, get_logger
+from faceworker.masks import RegionMask
 from faceworker.spec import ChunkSpec, done_matches, done_record, sha256_bytes, spec_hash
 from faceworker.workarea import OrderArea, WorkArea, open_store, scratch
 
@@ -182,47 +183,47 @@ def _mezzanine_offset(area: OrderArea, spec: ChunkSpec) -> int:
 
 
 class _MaskStore:
-    """Keeps FrameInfo objects between swap and metrics. Sessions' FrameInfos hold their changed pixels
-    as a packed RegionMask already; any other full-frame mask attribute is reduced here to the
-    mask's bounding box and packed (1 bit a pixel for 0/255 masks, else PNG), so a 512-frame 1080p chunk does not hold a GB of masks
-    in memory (and does not pay a full-frame PNG encode + decode per frame: the box is small)."""
+    """Keeps FrameInfo objects between swap and metrics without a frame-sized mask per frame, so a
+    512-frame 1080p chunk does not hold a GB of masks in memory. A session's FrameInfo holds its
+    changed pixels as a RegionMask already (its `mask` is dropped here and rebuilt on demand);
+    any other full-frame mask attribute is reduced to its bounding box: a RegionMask (1 bit a
+    pixel) for 0/255 masks, else a PNG of the box."""
 
     def __init__(self) -> None:
-        self._items: list[tuple[Any, dict[str, tuple[tuple[int, int, int, int], bytes | None]]]] = []
+        self._items: list[tuple[Any, dict[str, RegionMask | tuple[tuple[int, int, int, int], bytes]]]] = []
         self._shape: tuple[int, int] = (0, 0)
 
     def add(self, info: Any, shape: tuple[int, int]) -> None:
         self._shape = shape
-        packed: dict[str, tuple[tuple[int, int, int, int], bytes | None]] = {}
+        getattr(info, "drop_mask", lambda: None)()  # rebuilt from the RegionMask when asked for
+        packed: dict[str, RegionMask | tuple[tuple[int, int, int, int], bytes]] = {}
         attrs = getattr(info, "__dict__", None)
         if attrs is not None:
             for name, value in list(attrs.items()):
                 if isinstance(value, np.ndarray) and value.shape == shape and value.dtype == np.uint8:
-                    box = cv2.boundingRect(value)  # (x, y, w, h) of the non-zero pixels; w == 0 when empty
-                    x, y, w, h = box
-                    data = None
-                    if w and h:
-                        crop = value[y:y + h, x:x + w]
-                        if cv2.countNonZero(crop) == cv2.countNonZero(cv2.compare(crop, 255, cv2.CMP_EQ)):
-                            data = b"B" + np.packbits(crop > 0).tobytes()  # 0/255 masks: 1 bit a pixel, ~10x faster than PNG
-                        else:
-                            ok, buf = cv2.imencode(".png", crop, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-                            if not ok:
-                                continue
-                            data = b"P" + buf.tobytes()
-                    packed[name] = (box, data)
+                    x, y, w, h = cv2.boundingRect(value)  # of the non-zero pixels; w == 0 when empty
+                    crop = value[y:y + h, x:x + w]
+                    if not (w and h) or cv2.countNonZero(crop) == cv2.countNonZero(cv2.compare(crop, 255, cv2.CMP_EQ)):
+                        region = RegionMask(shape)  # 0/255: 1 bit a pixel, ~10x faster than PNG
+                        region.add((x, y, x + w, y + h), crop)
+                        packed[name] = region
+                    else:
+                        ok, buf = cv2.imencode(".png", crop, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+                        if not ok:
+                            continue
+                        packed[name] = ((x, y, w, h), buf.tobytes())
                     setattr(info, name, None)
         self._items.append((info, packed))
 
     def get(self, i: int) -> Any:
         info, packed = self._items[i]
-        for name, ((x, y, w, h), data) in packed.items():
-            full = np.zeros(self._shape, np.uint8)
-            if data is not None and data[:1] == b"B":
-                bits = np.unpackbits(np.frombuffer(data, np.uint8, offset=1), count=w * h)
-                full[y:y + h, x:x + w] = bits.reshape(h, w) * np.uint8(255)
-            elif data is not None:
-                full[y:y + h, x:x + w] = cv2.imdecode(np.frombuffer(data, np.uint8, offset=1), cv2.IMREAD_UNCHANGED)
+        for name, item in packed.items():
+            if isinstance(item, RegionMask):
+                full = item.full()
+            else:
+                (x, y, w, h), png = item
+                full = np.zeros(self._shape, np.uint8)
+                full[y:y + h, x:x + w] = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
             setattr(info, name, full)
         return info
 
