@@ -194,10 +194,14 @@ class S3Store:
         with _s3_errors(self.uri(key)):
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
 
+    def _put(self, key: str, data: bytes, **conditions: str) -> None:
+        """PutObject with the lifecycle tag of intermediate objects (and any conditional headers)."""
+        extra = {"Tagging": tag} if (tag := intermediate_tagging(self._key(key))) else {}
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra, **conditions)
+
     def write_bytes(self, key: str, data: bytes) -> None:
         with _s3_errors(self.uri(key)):
-            extra = {"Tagging": tag} if (tag := intermediate_tagging(self._key(key))) else {}
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
+            self._put(key, data)
 
     def create_bytes(self, key: str, data: bytes) -> bool:
         """PutObject with `If-None-Match: *` (S3 conditional writes): True when this call created
@@ -208,8 +212,7 @@ class S3Store:
         uri = self.uri(key)
         try:
             with _s3_errors(uri, passthrough=True):
-                extra = {"Tagging": tag} if (tag := intermediate_tagging(self._key(key))) else {}
-                self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*", **extra)
+                self._put(key, data, IfNoneMatch="*")
             return True
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
