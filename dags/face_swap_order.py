@@ -216,8 +216,7 @@ def face_swap_order() -> None:
         delivered = publishing.publish(
             merged["output"], prefix, order["order_id"], quality=merged.get("summary"),
             source_sha256=ingested.get("source_sha256"), when=context["dag_run"].run_after,
-            wait_for_cdn=False,  # cdn_ready waits for it, deferred, without holding a worker slot
-        )
+        )  # creates the CDN invalidation; cdn_ready waits for it, deferred, holding no worker slot
         uri = delivered["uri"]
         context["ti"].xcom_push(key="published", value=delivered)
         lineage.record(inputs=[merged["output_uri"]], outputs=[uri])

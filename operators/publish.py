@@ -75,22 +75,20 @@ def publish(
     quality: dict[str, Any] | None = None,
     source_sha256: str | None = None,
     when: datetime | None = None,
-    wait_for_cdn: bool = True,
 ) -> dict[str, Any]:
     """Deliver the merged video: s3:// prefixes through operators.s3.delivery (checksummed,
     encrypted, CDN invalidation, presigned URL), local prefixes by atomic copy. Returns the
-    XCom payload; its `uri` is the published URI. `wait_for_cdn=False` only creates the
-    invalidation (the DAG waits for it in the deferrable `cdn_ready` task)."""
+    XCom payload; its `uri` is the published URI. The CDN invalidation is only created here:
+    the DAG waits for it in the deferrable `cdn_ready` task (operators/cdn_wait.py)."""
     with _local_copy(output) as local:
         if publish_to.startswith("s3://"):
             from dataclasses import replace
 
             from operators.s3.delivery import CdnOptions, publish_and_deliver
 
-            cdn_options = CdnOptions.from_env()
             return publish_and_deliver(
                 local, publish_to, order_id, source_sha256=source_sha256, quality=quality, when=when,
-                cdn_options=cdn_options if wait_for_cdn else replace(cdn_options, wait=False),
+                cdn_options=replace(CdnOptions.from_env(), wait=False),
             )
         uri = publish_local(local, publish_to, order_id)
         return {"uri": uri, "size": local.stat().st_size}

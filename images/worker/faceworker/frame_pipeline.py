@@ -99,7 +99,8 @@ class SwapSession:
             self.enhancer = get_enhancer(enhancer or "none", model_dir)
         else:
             self.enhancer = enhancer
-        # the tracker embeds its first face (frame 0): load that model with the session, not in the pass
+        # the tracker embeds faces when identity must decide (reference/many from frame 0, one after a
+        # cut) and inline metrics embed every frame: load that model with the session, not in the pass
         getattr(self.analyzer.recognizer, "load", lambda: None)()
         self.tracker = FaceTracker(self.analyzer, face_selector, reference_embedding, redetect_every, fps)
         self.mask_dilate_frac = mask_dilate_frac
