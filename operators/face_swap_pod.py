@@ -315,7 +315,7 @@ class FaceSwapPodOperator(KubernetesPodOperator):
         """Run to completion; returns (exit code, stdout, last error message from stderr)."""
         last: dict[str, str] = {"error": "", "any": ""}
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_parent_death_signal())
         self._proc = proc
 
         def pump() -> None:
@@ -387,6 +387,22 @@ def _exit_code(remote_pod: k8s.V1Pod | None) -> int | None:
         if status.name == BASE_CONTAINER and status.state and status.state.terminated:
             return status.state.terminated.exit_code
     return None
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _parent_death_signal() -> Any:
+    """A `preexec_fn` that makes Linux SIGKILL the worker when the task process dies, so a killed
+    task (OOM, SIGKILL, a lost `order run`) never leaves its chunk running while a retry runs the
+    same chunk; None where prctl is missing. Built in the parent: nothing is imported after fork."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: the timeout and on_kill still stop it
+        return None
+    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

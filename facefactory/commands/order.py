@@ -1,7 +1,8 @@
 """`facefactory order run`: run one order on the embedded default as a real DAG run.
 
-The run goes through Airflow (`DAG.test()`: the same scheduling loop, Params validation, task
-runner, XCom and OpenLineage listener as `airflow dags test`) with the order as conf and the
+The run goes through Airflow (`facefactory.parallel_run`: `DAG.test()`'s scheduling loop, Params
+validation, task runner, XCom and OpenLineage listener, with ready tasks run in parallel up to
+`[core] parallelism` and each pool's slots, as a scheduler would) with the order as conf and the
 run id `order__<order_id>`. The published URI is printed as the LAST line of output; on failure
 the exit code is non-zero and the failing task and its reason are printed.
 
@@ -28,6 +29,9 @@ from operators.order_schema import coerce_field, ORDER_FIELDS, order_json_schema
 DAG_ID = "face_swap_order"
 EXIT_FAILED = 1
 EXIT_INVALID = 2
+#: modules the order's tasks import lazily (Great Expectations, pandas, matplotlib, boto3): imported
+#: once by `order run` while ingest runs, inherited by every forked task (facefactory.parallel_run)
+PREWARM = ("quality.gate", "quality.report", "operators.publish", "operators.s3.workarea")
 
 
 def register(subparsers: Any) -> None:
@@ -196,10 +200,6 @@ def run_order(conf: dict[str, Any]) -> tuple[str, Any, bool]:
     runs on the same database: `DAG.test()` runs the tasks in this process, and that scheduler
     would pick up the same run's tasks too (and replacing a failed run could pull it from under
     a retry the scheduler is running)."""
-    from unittest import mock
-
-    from airflow.models.dagrun import DagRun
-
     run_id = run_id_for(conf["order_id"])
     job = live_scheduler()
     if job is not None:
@@ -217,10 +217,13 @@ def run_order(conf: dict[str, Any]) -> tuple[str, Any, bool]:
         print(f"resuming order {conf['order_id']}: replacing {existing.state} run {run_id} "
               "(chunks with done.json are not recomputed)", flush=True)
         _delete_run(run_id)
+    from airflow.configuration import conf as airflow_conf
+
+    from facefactory.parallel_run import run_dag
+
     dag = _load_dag()
-    # DAG.test() names its run manual__<time>; an order's run is order__<order_id>.
-    with mock.patch.object(DagRun, "generate_run_id", return_value=run_id):
-        dr = dag.test(run_conf=conf)
+    dr = run_dag(dag, run_id=run_id, conf=conf, prewarm=PREWARM,
+                 parallelism=max(1, airflow_conf.getint("core", "parallelism")))
     return run_id, dr.state, True
 
 

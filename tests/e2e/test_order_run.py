@@ -109,6 +109,38 @@ def test_sample_order_is_published_with_all_frames_and_audio(env, good_run) -> N
     print(f"sample order wall time {seconds:.1f}s; gate summary {json.dumps(gate['summary'])}")
 
 
+def _swap_intervals(env: dict[str, str], run_id: str) -> list[tuple[float, float, int]]:
+    """(start, end, map_index) of every finished swap try of a run, from the metadata DB."""
+    from datetime import datetime
+
+    db = sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db")
+    rows = db.execute(
+        "SELECT start_date, end_date, map_index FROM task_instance WHERE run_id = ? AND task_id = 'swap' "
+        "UNION ALL SELECT start_date, end_date, map_index FROM task_instance_history "
+        "WHERE run_id = ? AND task_id = 'swap'", (run_id, run_id)).fetchall()
+    db.close()
+    return [(datetime.fromisoformat(a).timestamp(), datetime.fromisoformat(b).timestamp(), i)
+            for a, b, i in rows if a and b]
+
+
+def _most_at_once(intervals: list[tuple[float, float, int]]) -> int:
+    edges = sorted([(a, 1) for a, _, _ in intervals] + [(b, -1) for _, b, _ in intervals])
+    now = most = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def test_swaps_run_in_parallel_within_the_gpu_swaps_pool(env, good_run) -> None:
+    """`order run` runs ready task instances at once, as a scheduler would: the 3 chunks' swaps
+    overlap, and never more of them than the pool's 2 slots (conftest creates gpu_swaps=2)."""
+    assert good_run[0].returncode == 0
+    intervals = _swap_intervals(env, "order__e2e-good")
+    assert sorted(i for _, _, i in intervals) == [0, 1, 2]
+    assert _most_at_once(intervals) == 2, intervals
+
+
 def test_lineage_links_source_to_published_output(env, good_run) -> None:
     assert good_run[0].returncode == 0
     p = _paths(env)
@@ -248,3 +280,42 @@ def test_order_run_refuses_while_a_scheduler_shares_the_database(env) -> None:
     assert "a scheduler is running on this Airflow database" in res.stderr
     assert "other-host" in res.stderr and "facefactory submit" in res.stderr and "--order-id e2e-sched" in res.stderr
     assert runs == 0 and not (_paths(env)["work"] / "e2e-sched").exists()  # refused before any work
+
+
+def test_a_killed_task_process_is_retried_and_its_worker_dies_with_it(env) -> None:
+    """SIGKILL the process running one swap task: its faceworker goes with it (no chunk keeps
+    running behind the retry), Airflow fails that try, the retry redoes the chunk, the order publishes."""
+    import psutil
+
+    p = _paths(env)
+    proc = subprocess.Popen(order_cmd(env, "e2e-killtask", CHUNK), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 600
+    worker = None
+    try:
+        while worker is None:
+            assert proc.poll() is None, "the order finished before a swap could be interrupted"
+            assert time.monotonic() < deadline, "no swap worker ever started"
+            for pid in _descendants(proc.pid):
+                try:
+                    cmd = psutil.Process(pid).cmdline()
+                except psutil.NoSuchProcess:
+                    continue
+                if any(part.endswith("faceworker") for part in cmd[:2]) and "swap-chunk" in cmd:
+                    worker = psutil.Process(pid)
+                    break
+            time.sleep(0.05)
+        chunk = int(worker.cmdline()[worker.cmdline().index("--chunk") + 1])
+        task_process = worker.parent()
+        os.kill(task_process.pid, signal.SIGKILL)
+        worker.wait(timeout=15)  # died with its task process (would raise TimeoutExpired otherwise)
+        out, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+    assert (p["published"] / "e2e-killtask.mp4").is_file()
+    tries = [i for _, _, i in _swap_intervals(env, "order__e2e-killtask") if i == chunk]
+    assert len(tries) == 2, f"chunk {chunk} ran {len(tries)} times"
+    failures = "".join(f.read_text() for f in (p["work"] / "e2e-killtask" / "failures").glob("*.json"))
+    assert "killed by signal 9" in failures or "killed by signal 9" in err + out

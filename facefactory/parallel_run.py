@@ -1,0 +1,251 @@
+"""Run one DAG run on this machine with its ready tasks in parallel, through Airflow.
+
+`DAG.test()` (what `airflow dags test` runs) executes one task instance at a time, so the mapped
+swap chunks of an order ran one after another and one core idled. This is the same loop — Airflow
+decides what is ready (`DagRun.update_state`), each task instance runs through Airflow's own
+in-process task runner (the one `DAG.test()` uses: Params, XCom, callbacks, listeners, retries,
+deferral) — with a scheduler's two limits added: at most `parallelism` task instances at once, and
+never more than the open slots of a task's pool (`gpu_swaps` for the swaps), counted in the metadata
+DB exactly as the scheduler counts them, so two `order run`s on one machine share the pool.
+
+Each task instance runs in a forked child of this process: the DAG is parsed and the heavy modules
+(`prewarm`) imported once, here, and every task inherits them instead of paying the imports again.
+A task instance is set QUEUED before its child starts and is never handed to a second child while
+one runs, so no chunk is ever run twice at once. A child that dies without finishing its task
+instance (killed, crashed) fails that try through Airflow's own failure handling (retries apply).
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: how long the loop waits for a child to finish before re-checking the run (retries, deferrals)
+IDLE_POLL_S = 1.0
+CHILD_POLL_S = 0.02
+
+
+def _sync_dag(dag: Any, session: Any) -> None:
+    """Write the DAG (and its bundle) to the metadata DB so task instances get a DAG version,
+    as `DAG.test()` does."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+    from airflow.models.dag import DagModel
+    from airflow.models.dag_version import DagVersion
+
+    manager = DagBundlesManager()
+    manager.sync_bundles_to_db(session=session)
+    session.commit()
+    bundles = list(manager.get_all_dag_bundles())
+    current = DagModel.get_current(dag.dag_id, session=session)
+    owning = [b for b in bundles if current is not None and b.name == current.bundle_name]
+    for bundle in owning or bundles:
+        if not bundle.is_initialized:
+            bundle.initialize()
+        bag = BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name)
+        sync_bag_to_db(bag, bundle.name, bundle.version)
+        if DagVersion.get_version(dag.dag_id):
+            return
+
+
+def _create_run(dag: Any, run_id: str, conf: dict[str, Any], session: Any) -> tuple[Any, Any]:
+    """(scheduler view of the DAG, the new DagRun `run_id` with `conf`)."""
+    from airflow.models.dagrun import get_or_create_dagrun
+    from airflow.sdk import timezone
+    from airflow.serialization.definitions.dag import SerializedDAG
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.utils.types import DagRunTriggeredByType
+
+    dag.validate()
+    scheduler_dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+    now = timezone.utcnow()
+    SerializedDAG.clear_dags(dags=[scheduler_dag], start_date=now, end_date=now, dag_run_state=False)
+    _sync_dag(dag, session)
+    # callbacks are not serialised; the run's own success/failure callbacks come from the real DAG
+    scheduler_dag.on_success_callback = dag.on_success_callback
+    scheduler_dag.on_failure_callback = dag.on_failure_callback
+    interval = coerce_to_core_timetable(dag.timetable).infer_manual_data_interval(run_after=now)
+    run = get_or_create_dagrun(
+        dag=scheduler_dag, run_id=run_id, logical_date=now, data_interval=interval, run_after=now,
+        conf=conf, triggered_by=DagRunTriggeredByType.TEST, triggering_user_name="facefactory",
+        start_date=now, session=session,
+    )
+    return scheduler_dag, run
+
+
+def _pool_has_room(ti: Any, session: Any) -> bool:
+    """Whether the task instance's pool has `pool_slots` open right now (all runs on this DB)."""
+    from airflow.models.pool import Pool
+
+    pool = Pool.get_pool(ti.pool, session=session)
+    if pool is None or pool.slots < 0:  # unknown pool: the scheduler would not run it either
+        return pool is not None
+    return pool.slots - pool.occupied_slots(session=session) >= (ti.pool_slots or 1)
+
+
+def _run_child(ti: Any, task: Any) -> None:
+    """In the forked child: run the task instance with Airflow's in-process runner, then exit."""
+    code = 0
+    try:
+        from airflow import settings
+        from airflow.sdk.definitions.dag import _run_task
+
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if settings.engine is not None:
+            settings.engine.dispose(close=False)  # the parent's DB connections stay the parent's
+        _run_task(ti=ti, task=task, run_triggerer=True)
+    except BaseException:  # noqa: BLE001 - a child must never return into the parent's loop
+        log.exception("task runner child failed for %s", ti)
+        code = 1
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+def _fail_orphan(ti: Any, scheduler_dag: Any, status: int, session: Any) -> None:
+    """The child ended without finishing its task instance: fail this try (retries apply)."""
+    from airflow.utils.state import TaskInstanceState
+
+    ti.refresh_from_db(session=session)
+    if ti.state not in (TaskInstanceState.QUEUED, TaskInstanceState.RUNNING):
+        return
+    how = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+           else f"exited with code {os.waitstatus_to_exitcode(status)}")
+    ti.task = scheduler_dag.get_task(ti.task_id)
+    ti.handle_failure(f"the task process {how} before finishing the task", session=session)
+    session.commit()
+
+
+def _reap(children: dict[int, Any], scheduler_dag: Any, session: Any, wait_s: float) -> bool:
+    """Collect finished children (waiting up to `wait_s` for the first); True if any finished."""
+    deadline = time.monotonic() + wait_s
+    finished = False
+    while children:
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if pid == 0:
+            if finished or time.monotonic() >= deadline:
+                break
+            time.sleep(CHILD_POLL_S)
+            continue
+        ti = children.pop(pid, None)
+        finished = True
+        if ti is not None:
+            _fail_orphan(ti, scheduler_dag, status, session)
+    return finished
+
+
+def _share_execution_api() -> None:
+    """Build Airflow's in-process Execution API app once, here, and let forked children inherit it.
+
+    Every task's runner talks to the metadata DB through that app, and a process builds it on
+    first use: ~3 s of imports, then cadwyn generates its versioned routes on the first request
+    (~3-5 CPU-s on this machine, measured with cProfile in the app's event loop). Done once here,
+    each child gets a ready copy (the parent never starts its lifespan or event loop; each child
+    does, once, in its own copy) and a task starts in milliseconds. Relies on
+    `supervisor.in_process_api_server`, `InProcessExecutionAPI(app=...)` and cadwyn's
+    `_cadwyn_initialize` (Airflow 3.3 / cadwyn, pinned); without them children build their own."""
+    try:
+        from airflow.api_fastapi.execution_api.app import InProcessExecutionAPI
+        from airflow.sdk.execution_time import supervisor
+
+        app = InProcessExecutionAPI().app
+        _initialise_versioned_routes(app)
+        supervisor.in_process_api_server = lambda: InProcessExecutionAPI(app=app)
+    except Exception:  # noqa: BLE001 - only a speed-up
+        log.warning("could not pre-build the in-process Execution API", exc_info=True)
+
+
+def _initialise_versioned_routes(app: Any) -> None:
+    """Run cadwyn's lazy route generation now, for the app and every app mounted in it."""
+    from cadwyn import Cadwyn
+
+    todo, seen = [app], set()
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, Cadwyn) and not current._cadwyn_initialized:
+            current._cadwyn_initialize()
+        todo.extend(r.app for r in getattr(current, "routes", None) or [] if getattr(r, "app", None) is not None)
+
+
+def _import_all(modules: Iterable[str]) -> None:
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - only a speed-up: the task imports it itself otherwise
+            log.warning("could not pre-import %s", name, exc_info=True)
+
+
+def run_dag(dag: Any, *, run_id: str, conf: dict[str, Any], parallelism: int,
+            prewarm: Iterable[str] = ()) -> Any:
+    """Run `dag` once as `run_id` with `conf`; returns the finished DagRun."""
+    from airflow import settings
+    from airflow.sdk import timezone
+    from airflow.utils.state import DagRunState, TaskInstanceState
+
+    if settings.Session is None:
+        raise RuntimeError("Airflow's ORM is not configured")
+    session = settings.Session()
+    scheduler_dag, run = _create_run(dag, run_id, conf, session)
+    children: dict[int, Any] = {}
+    warmed = False
+    try:
+        while run.state == DagRunState.RUNNING:
+            session.expire_all()
+            schedulable, _ = run.update_state(session=session)
+            for ti in schedulable:
+                if ti.state != TaskInstanceState.UP_FOR_RESCHEDULE:
+                    ti.try_number += 1
+                ti.state = TaskInstanceState.SCHEDULED
+                ti.scheduled_dttm = timezone.utcnow()
+            session.commit()
+            running = {ti.key for ti in children.values()}
+            ready = sorted(
+                (ti for ti in run.get_task_instances(session=session)
+                 if ti.state == TaskInstanceState.SCHEDULED and ti.key not in running),
+                key=lambda ti: (-(ti.priority_weight or 0), ti.task_id, ti.map_index),
+            )
+            for ti in ready:
+                if len(children) >= parallelism:
+                    break
+                if not _pool_has_room(ti, session):
+                    continue
+                ti.set_state(TaskInstanceState.QUEUED, session=session)
+                session.commit()
+                pid = os.fork()
+                if pid == 0:
+                    _run_child(ti, dag.task_dict[ti.task_id])
+                children[pid] = ti
+                log.info("started %s (pid %d, %d running)", ti.key, pid, len(children))
+            if not warmed and children:  # while the first task runs: set up what every later task needs
+                _share_execution_api()
+                _import_all(prewarm)
+                warmed = True
+            if children:
+                _reap(children, scheduler_dag, session, wait_s=IDLE_POLL_S)
+            else:
+                time.sleep(IDLE_POLL_S if not ready else CHILD_POLL_S)  # e.g. a retry delay
+            run.refresh_from_db(session=session)
+    finally:
+        for pid in list(children):  # interrupted: take the children down with us
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        while children:
+            try:
+                pid, _ = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            children.pop(pid, None)
+    return run
