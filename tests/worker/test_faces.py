@@ -189,3 +189,28 @@ def test_one_selector_keeps_identity_when_a_bigger_face_appears(faces) -> None:
     assert len(got) == 1
     centre = got[0].landmarks.mean(0)
     assert np.linalg.norm(centre - [250, 200]) < 40  # still our person, not the stranger at (950, 380)
+
+
+def test_hog_detector_saved_once_loads_the_same_detector(tmp_path, monkeypatch) -> None:
+    """The detector is built once, saved to the cache and loaded from it by later processes;
+    the loaded one finds exactly the same boxes, and a corrupt cache file is rebuilt."""
+    import dlib
+    from skimage import data
+
+    from faceworker import models
+
+    monkeypatch.setenv("FACEFACTORY_CACHE_DIR", str(tmp_path))
+    image = data.astronaut()
+    models.hog_detector.cache_clear()
+    built = models.hog_detector()
+    saved = list(tmp_path.glob("*.svm"))
+    assert len(saved) == 1
+    models.hog_detector.cache_clear()
+    loaded = models.hog_detector()
+    assert [str(r) for r in loaded(image, 1)] == [str(r) for r in built(image, 1)]
+    assert [str(r) for r in loaded(image, 1)] == [str(r) for r in dlib.get_frontal_face_detector()(image, 1)]
+    saved[0].write_bytes(b"not a detector")
+    models.hog_detector.cache_clear()
+    rebuilt = models.hog_detector()
+    assert len(rebuilt(image, 0)) >= 1 and saved[0].stat().st_size > 1000
+    models.hog_detector.cache_clear()

@@ -42,9 +42,36 @@ def model_path(key: str) -> Path:
     return path
 
 
+def cache_dir() -> Path:
+    """Where derived model files are kept between processes (FACEFACTORY_CACHE_DIR, else the
+    XDG cache); the engine works without it, only slower to start."""
+    override = os.environ.get("FACEFACTORY_CACHE_DIR", "").strip()
+    if override:
+        return Path(override)
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "facefactory"
+
+
 @functools.cache
 def hog_detector() -> "dlib.fhog_object_detector":
-    return dlib.get_frontal_face_detector()
+    """dlib's frontal HOG detector. Building it from dlib's built-in description costs ~0.7-1.3 s
+    per process (every swap chunk paid it); the same detector saved as a file loads in ~1 ms, so
+    the first process saves it and the rest load it. Any problem with the file: built as before."""
+    cached = cache_dir() / f"dlib-{dlib.__version__}-frontal_face_detector.svm"
+    if cached.is_file():
+        try:
+            return dlib.fhog_object_detector(str(cached))
+        except RuntimeError:  # truncated or foreign file: rebuild and replace it below
+            pass
+    detector = dlib.get_frontal_face_detector()
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}")
+        detector.save(str(tmp))
+        os.replace(tmp, cached)  # atomic: a concurrent reader sees the old file or the whole new one
+    except (OSError, RuntimeError):  # read-only or full disk: still works, only slower to start
+        pass
+    return detector
 
 
 @functools.cache
