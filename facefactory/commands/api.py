@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from facefactory.client import ClientError, OrderClient, RunStatus, ServerConfig
-from operators.bulk import order_errors
+from operators.order_check import order_problems, refusal
 from operators.order_schema import coerce_field
 
 
@@ -59,11 +59,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     try:
         order = build_order(args.source, args.target, args.set, args.order_id)
     except ValueError as exc:
-        _err(str(exc))
+        _err(f"invalid order: {exc}")
         return 2
-    if errors := order_errors(order):
-        for e in errors:
-            _err(f"invalid order: {e['field']}: {e['message']}")
+    if problems := order_problems(order):
+        _err(refusal(problems))
         return 2
     try:
         client = OrderClient(ServerConfig.from_env())
