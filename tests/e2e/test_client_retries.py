@@ -86,6 +86,10 @@ class Relay:
 
     def down(self) -> None:
         if self.listener is not None:
+            try:  # wakes the accept() blocked in the relay's thread (close alone does not)
+                self.listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self.listener.close()
             self.listener = None
         for sock in self.open:
