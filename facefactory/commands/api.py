@@ -1,8 +1,9 @@
 """`facefactory submit | status | wait`: orders over the REST API without writing HTTP.
 
-Exit codes: 0 success (or submitted), 1 the order failed, 2 bad input / API refused,
-3 timed out waiting. With --wait (and for `wait`) the LAST stdout line is the published URI,
-so scripts can do `uri=$(facefactory submit ... --wait | tail -n1)`.
+Exit codes: 0 success (or submitted), 1 the order failed, 2 bad input / API refused / server
+unreachable (after the client's retries), 3 timed out waiting. With --wait (and for `wait`) the
+LAST stdout line is the published URI, so scripts can do
+`uri=$(facefactory submit ... --wait | tail -n1)`.
 """
 from __future__ import annotations
 
