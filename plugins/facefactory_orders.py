@@ -111,7 +111,6 @@ async def may_trigger(scope: Scope) -> bool:
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
     from airflow.api_fastapi.core_api.security import resolve_user_from_token
 
-
     request = Request(scope)
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token if scheme.lower() == "bearer" else request.cookies.get(COOKIE_NAME_JWT_TOKEN)
@@ -147,7 +146,7 @@ class OrderGate:
         if verdict.body is not None:
             raw = json.dumps(verdict.body).encode()
             scope = {**scope, "headers": _with_length(scope.get("headers", []), len(raw))}
-        await self.app(scope, _replay(raw), send)
+        await self.app(scope, _replay(raw, receive), send)
 
 
 async def _decide(raw: bytes) -> Verdict:
@@ -177,17 +176,18 @@ async def _read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-def _replay(raw: bytes) -> Receive:
+def _replay(raw: bytes, receive: Receive) -> Receive:
+    """The (rewritten) body once, then the real channel (so a disconnect is still seen)."""
     sent = False
 
-    async def receive() -> Message:
+    async def replay() -> Message:
         nonlocal sent
         if not sent:
             sent = True
             return {"type": "http.request", "body": raw, "more_body": False}
-        return {"type": "http.disconnect"}
+        return await receive()
 
-    return receive
+    return replay
 
 
 def _with_length(headers: list[tuple[bytes, bytes]], length: int) -> list[tuple[bytes, bytes]]:
