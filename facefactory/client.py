@@ -5,18 +5,26 @@ is `order__<order_id>`, a second submit returns the existing run), read its stat
 task instances, wait for it, and fetch the published URI from the `publish` task's XCom.
 Server URL and credentials come from the environment, defaulting to the embedded Airflow that
 `facefactory up` starts.
+
+Every call is retried on connection errors and HTTP 5xx with exponential backoff, within a
+bounded time (`FACEFACTORY_CLIENT_RETRY_S`, default 60 s), so a server restarting under a
+`--wait` is waited out; when it stays away the caller gets a `ClientError` saying so, never a
+urllib3 traceback. Retrying a trigger is safe: the run id is fixed, a repeat answers 409.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import urllib3
 from airflow_client import client as af
 
 from operators.order_schema import run_id_for
@@ -25,6 +33,8 @@ ORDER_DAG = "face_swap_order"
 PUBLISH_TASK = "publish"
 TERMINAL = {"success", "failed"}
 FAILED_TI = {"failed", "upstream_failed"}
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+T = TypeVar("T")
 
 
 class ClientError(RuntimeError):
@@ -38,15 +48,21 @@ class ServerConfig:
     url: str
     username: str
     password: str
+    retry_s: float = 60.0  # how long to keep retrying a call the server does not answer
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> ServerConfig:
-        """FACEFACTORY_AIRFLOW_URL/_USER/_PASSWORD; defaults = the embedded `facefactory up`."""
+        """FACEFACTORY_AIRFLOW_URL/_USER/_PASSWORD and FACEFACTORY_CLIENT_RETRY_S;
+        defaults = the embedded `facefactory up`, 60 s of retries."""
         env = os.environ if environ is None else environ
         url = env.get("FACEFACTORY_AIRFLOW_URL") or "http://127.0.0.1:8080"
         user = env.get("FACEFACTORY_AIRFLOW_USER") or "admin"
         password = env.get("FACEFACTORY_AIRFLOW_PASSWORD") or _embedded_password(user, env)
-        return cls(url=url.rstrip("/"), username=user, password=password)
+        try:
+            retry_s = max(0.0, float(env.get("FACEFACTORY_CLIENT_RETRY_S") or 60))
+        except ValueError:
+            raise ClientError("FACEFACTORY_CLIENT_RETRY_S must be a number of seconds") from None
+        return cls(url=url.rstrip("/"), username=user, password=password, retry_s=retry_s)
 
 
 def _embedded_password(user: str, env: Any) -> str:
@@ -61,19 +77,69 @@ def _embedded_password(user: str, env: Any) -> str:
         return ""
 
 
+class _Retryable(Exception):
+    """A failure worth another try (no answer, or HTTP 5xx); `why` is for people."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+def _why(exc: BaseException) -> str:
+    """`connection refused`, not urllib3's `HTTPConnectionPool(...): Max retries exceeded ...`."""
+    inner: BaseException = exc
+    while isinstance(getattr(inner, "reason", None), BaseException):
+        inner = inner.reason  # type: ignore[assignment]
+    match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(inner))
+    if match:
+        return match.group(1).strip().lower()
+    return type(inner).__name__ if not str(inner) else str(inner)[:200]
+
+
+def with_retries(cfg: ServerConfig, what: str, call: Callable[[], T],
+                 sleep: Callable[[float], None] = time.sleep) -> T:
+    """`call()`, retried on no answer / HTTP 5xx with backoff (0.5 s doubling, at most 8 s
+    apart) for `cfg.retry_s` seconds; then ClientError("cannot reach Airflow ...")."""
+    deadline = time.monotonic() + cfg.retry_s
+    delay = 0.5
+    while True:
+        try:
+            try:
+                return call()
+            except af.ApiException as exc:
+                if exc.status in RETRY_STATUSES:
+                    raise _Retryable(f"HTTP {exc.status} {exc.reason or ''}".strip()) from exc
+                raise
+            except urllib.error.HTTPError as exc:
+                if exc.code in RETRY_STATUSES:
+                    raise _Retryable(f"HTTP {exc.code} {exc.reason or ''}".strip()) from exc
+                raise
+            except (urllib3.exceptions.HTTPError, urllib.error.URLError, OSError) as exc:
+                raise _Retryable(_why(exc)) from exc
+        except _Retryable as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ClientError(f"cannot reach Airflow at {cfg.url} ({what}): {exc.why}; "
+                                  f"gave up after retrying for {cfg.retry_s:.0f}s") from None
+            sleep(min(delay, left))
+            delay = min(delay * 2, 8.0)
+
+
 def fetch_token(cfg: ServerConfig, timeout: float = 30) -> str:
     """JWT from POST /auth/token (SimpleAuthManager and FAB both serve it)."""
     body = json.dumps({"username": cfg.username, "password": cfg.password}).encode()
-    req = urllib.request.Request(f"{cfg.url}/auth/token", data=body, method="POST",
-                                 headers={"Content-Type": "application/json"})
-    try:
+
+    def login() -> str:
+        req = urllib.request.Request(f"{cfg.url}/auth/token", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return str(json.load(resp)["access_token"])
+
+    try:
+        return with_retries(cfg, "login", login)
     except urllib.error.HTTPError as exc:
         raise ClientError(f"login as {cfg.username!r} at {cfg.url} refused: HTTP {exc.code} "
-                          f"{exc.read().decode(errors='replace')[:300]}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise ClientError(f"cannot reach Airflow at {cfg.url}: {exc}") from exc
+                          f"{exc.read().decode(errors='replace')[:300]}") from None
 
 
 @dataclass
@@ -114,8 +180,10 @@ class OrderClient:
     def __init__(self, cfg: ServerConfig | None = None, dag_id: str = ORDER_DAG) -> None:
         self.cfg = cfg or ServerConfig.from_env()
         self.dag_id = dag_id
-        conf = af.Configuration(host=self.cfg.url, access_token=fetch_token(self.cfg))
-        self.api = af.ApiClient(conf)
+        # retries=False: urllib3 gives up at once and with_retries does the (slower) retrying.
+        self.conf = af.Configuration(host=self.cfg.url, access_token=fetch_token(self.cfg),
+                                     retries=False)
+        self.api = af.ApiClient(self.conf)
         self.dag_runs = af.DagRunApi(self.api)
         self.tis = af.TaskInstanceApi(self.api)
         self.xcoms = af.XComApi(self.api)
@@ -132,10 +200,10 @@ class OrderClient:
         run_id = run_id_for(order["order_id"])
         body = af.TriggerDAGRunPostBody(dag_run_id=run_id, conf=order, logical_date=None)
         try:
-            self.dag_runs.trigger_dag_run(self.dag_id, body)
+            self._call(self.dag_runs.trigger_dag_run, self.dag_id, body, raw=True)
             created = True
         except af.ApiException as exc:
-            if exc.status != 409:
+            if exc.status != 409:  # 409: the order's run exists (maybe from a retried try)
                 raise ClientError(_api_message("trigger", exc)) from exc
             created = False
         status = self.status(run_id)
@@ -178,8 +246,8 @@ class OrderClient:
     def published_uri(self, run_id: str) -> str | None:
         """The `publish` task's return value: a URI string, or a dict with `uri`/`url`."""
         try:
-            entry = self.xcoms.get_xcom_entry(self.dag_id, PUBLISH_TASK, run_id, "return_value",
-                                              stringify=False)
+            entry = self._call(self.xcoms.get_xcom_entry, self.dag_id, PUBLISH_TASK, run_id,
+                               "return_value", stringify=False, raw=True)
         except af.ApiException as exc:
             if exc.status == 404:
                 return None
@@ -201,9 +269,10 @@ class OrderClient:
 
         Read raw: the generated StructuredLogMessage model drops the `level`/`error_detail` keys."""
         try:
-            resp = self.tis.get_log_without_preload_content(
-                self.dag_id, run_id, task.task_id, max(task.try_number, 1),
-                full_content=True, map_index=task.map_index, accept="application/json")
+            resp = self._call(
+                self.tis.get_log_without_preload_content, self.dag_id, run_id, task.task_id,
+                max(task.try_number, 1), full_content=True, map_index=task.map_index,
+                accept="application/json", raw=True)
             body = json.loads(resp.data)
         except (af.ApiException, ValueError) as exc:
             return f"(log unavailable: {exc})"
@@ -211,10 +280,23 @@ class OrderClient:
             return f"(log unavailable: HTTP {resp.status})"
         return _last_error(body.get("content", []))
 
-    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
+    def _call(self, fn: Any, *args: Any, raw: bool = False, **kwargs: Any) -> Any:
+        """One API call with retries; a 401 (token expired during a long wait) logs in again
+        once. Other refusals become ClientError, or stay ApiException with raw=True."""
+        def call() -> Any:
             return fn(*args, **kwargs)
+
+        try:
+            try:
+                return with_retries(self.cfg, fn.__name__, call)
+            except af.ApiException as exc:
+                if exc.status != 401:
+                    raise
+                self.conf.access_token = fetch_token(self.cfg)
+                return with_retries(self.cfg, fn.__name__, call)
         except af.ApiException as exc:
+            if raw:
+                raise
             raise ClientError(_api_message(fn.__name__, exc)) from exc
 
 

@@ -27,9 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-import jsonschema
-
-from operators.order_schema import ORDER_FIELDS, order_json_schema, run_id_for
+from operators.order_check import order_problems, parse_field
+from operators.order_schema import run_id_for
 
 MANIFEST_SUFFIXES = (".json", ".csv")
 PROCESSED = "processed"
@@ -71,18 +70,10 @@ def default_schedule() -> str | None:
 
 def _coerce_cell(name: str, raw: str) -> Any:
     """CSV cells are text: convert to the type the order schema wants for that field."""
-    spec = ORDER_FIELDS.get(name)
-    if spec is None:
-        return raw  # unknown field: keep it so validation reports it by name
-    types = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
     try:
-        if "integer" in types:
-            return int(raw)
-        if "number" in types:
-            return float(raw)
+        return parse_field(name, raw)
     except ValueError:
-        return raw  # the schema then says "is not of type ..."
-    return raw
+        return raw  # unknown field or not a number: validation then names it, like every way in
 
 
 def parse_manifest(name: str, data: bytes) -> list[dict[str, Any]]:
@@ -124,16 +115,10 @@ def parse_manifest(name: str, data: bytes) -> list[dict[str, Any]]:
 
 # --------------------------------------------------------------------------- validation
 
-_VALIDATOR = jsonschema.Draft202012Validator(order_json_schema())
-
-
 def order_errors(order: dict[str, Any]) -> list[dict[str, str]]:
-    """Schema violations of one order as ``[{"field", "message"}]`` (empty = valid)."""
-    errors = []
-    for err in sorted(_VALIDATOR.iter_errors(order), key=lambda e: list(e.path)):
-        where = "/".join(str(p) for p in err.path) or "(order)"
-        errors.append({"field": where, "message": err.message})
-    return errors
+    """Problems of one order as ``[{"field", "message"}]`` (empty = valid), worded by
+    operators.order_check like every other way in."""
+    return [{"field": p.field, "message": p.message} for p in order_problems(order)]
 
 
 @dataclass

@@ -127,26 +127,13 @@ def with_settings(cfg: RunConfig, **changes: object) -> RunConfig:
     return replace(cfg, settings=replace(cfg.settings, **changes))
 
 
-# Conf keys Airflow itself adds: the OpenLineage provider puts the parent job under
-# "openlineage" when a run is triggered by TriggerDagRunOperator (bulk_orders).
-INJECTED_CONF_KEYS = frozenset({"openlineage"})
-
-
 def order_problems(conf: dict[str, object] | None, order: dict[str, object]) -> list[str]:
     """Why an order must be refused before any work: unknown conf keys (a typo such as
-    `min_id_cosin` would otherwise be silently ignored) and schema violations of the merged
-    order (Params already check each field when the run is created)."""
-    import jsonschema
+    `min_id_cosin` would otherwise be silently ignored) and problems of the merged order, worded
+    by operators.order_check like every other way in (the API middleware refuses them earlier;
+    this is the last line of defence, e.g. for runs created by other means)."""
+    from operators.order_check import order_problems as check
+    from operators.order_schema import ORDER_FIELDS
 
-    from operators.order_schema import ORDER_FIELDS, order_json_schema
-
-    problems = [
-        f"unknown order field {key!r} (known: {', '.join(ORDER_FIELDS)})"
-        for key in sorted((conf or {}).keys())
-        if key not in ORDER_FIELDS and key not in INJECTED_CONF_KEYS
-    ]
-    validator = jsonschema.Draft202012Validator(order_json_schema())
-    for err in sorted(validator.iter_errors(order), key=lambda e: list(e.path)):
-        where = ".".join(str(p) for p in err.path) or "order"
-        problems.append(f"{where}: {err.message}")
-    return problems
+    extra = {k: v for k, v in (conf or {}).items() if k not in ORDER_FIELDS}
+    return [str(p) for p in check({**extra, **order}, allow_injected=True)]

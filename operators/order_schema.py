@@ -8,8 +8,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-ORDER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# One order id rule for the whole project: the engine's work area (faceworker.workarea) allows the
+# same 128 characters (tests/operators/test_order_check.py keeps the two equal).
+ORDER_ID_MAX = 128
+ORDER_ID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{ORDER_ID_MAX - 1}}}$"
 URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+|file:///\S+|/\S+)$"
+ORDER_ID_RE = re.compile(ORDER_ID_PATTERN)
+URI_RE = re.compile(URI_PATTERN)
+URI_FIELDS = ("source", "target", "reference")  # input URIs (publish_to is a prefix, checked at publish)
 
 SWAPPERS = ["classic", "inswapper_128"]
 ENHANCERS = ["none", "gfpgan"]
@@ -71,6 +77,7 @@ ORDER_FIELDS: dict[str, dict[str, Any]] = {
     },
     "reference": {
         "type": ["null", "string"],
+        "pattern": URI_PATTERN,
         "default": None,
         "title": "Reference face photo",
         "description": "With face_selector=reference: URI of a photo of the person in the video "
@@ -153,21 +160,16 @@ def order_json_schema() -> dict[str, Any]:
 
 def run_id_for(order_id: str) -> str:
     """Deterministic DAG run id: the same order can never start two runs."""
-    if not re.match(ORDER_ID_PATTERN, order_id):
-        raise ValueError(f"invalid order_id {order_id!r}: must match {ORDER_ID_PATTERN}")
+    from operators.order_check import ORDER_ID_RULE
+
+    if not isinstance(order_id, str) or not ORDER_ID_RE.match(order_id) or ".." in order_id:
+        raise ValueError(f"order_id: {ORDER_ID_RULE}; got {order_id!r}")
     return f"order__{order_id}"
 
 
 def coerce_field(key: str, raw: str) -> Any:
-    """`--set key=value` text → the JSON type the schema gives that field (one parser for all CLIs)."""
-    if key not in ORDER_FIELDS:
-        raise ValueError(f"unknown order field {key!r}; known: {', '.join(ORDER_FIELDS)}")
-    kinds = ORDER_FIELDS[key]["type"]
-    kinds = kinds if isinstance(kinds, list) else [kinds]
-    if "null" in kinds and raw.lower() in ("", "null", "none"):
-        return None
-    if "integer" in kinds:
-        return int(raw)
-    if "number" in kinds:
-        return float(raw)
-    return raw
+    """`--set key=value` text -> the JSON type the schema gives that field (one parser for all
+    CLIs; the human messages live in operators.order_check)."""
+    from operators.order_check import parse_field
+
+    return parse_field(key, raw)

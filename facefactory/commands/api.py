@@ -1,8 +1,9 @@
 """`facefactory submit | status | wait`: orders over the REST API without writing HTTP.
 
-Exit codes: 0 success (or submitted), 1 the order failed, 2 bad input / API refused,
-3 timed out waiting. With --wait (and for `wait`) the LAST stdout line is the published URI,
-so scripts can do `uri=$(facefactory submit ... --wait | tail -n1)`.
+Exit codes: 0 success (or submitted), 1 the order failed, 2 bad input / API refused / server
+unreachable (after the client's retries), 3 timed out waiting. With --wait (and for `wait`) the
+LAST stdout line is the published URI, so scripts can do
+`uri=$(facefactory submit ... --wait | tail -n1)`.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sys
 from typing import Any
 
 from facefactory.client import ClientError, OrderClient, RunStatus, ServerConfig
-from operators.bulk import order_errors
+from operators.order_check import order_problems, refusal
 from operators.order_schema import coerce_field
 
 
@@ -59,11 +60,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     try:
         order = build_order(args.source, args.target, args.set, args.order_id)
     except ValueError as exc:
-        _err(str(exc))
+        _err(f"invalid order: {exc}")
         return 2
-    if errors := order_errors(order):
-        for e in errors:
-            _err(f"invalid order: {e['field']}: {e['message']}")
+    if problems := order_problems(order):
+        _err(refusal(problems))
         return 2
     try:
         client = OrderClient(ServerConfig.from_env())

@@ -64,14 +64,15 @@ def parse_sets(pairs: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def full_order(fields: dict[str, Any]) -> dict[str, Any]:
-    """Order defaults (the trigger form's) with the given fields on top, schema-checked."""
-    import jsonschema
-
-    from operators.order_schema import ORDER_FIELDS, order_json_schema
+    """Order defaults (the trigger form's) with the given fields on top, checked with the one
+    refusal (operators.order_check) like every way in."""
+    from operators.order_check import order_problems, refusal
+    from operators.order_schema import ORDER_FIELDS
 
     order = {name: spec.get("default") for name, spec in ORDER_FIELDS.items()}
     order.update(fields)
-    jsonschema.validate(order, order_json_schema())
+    if problems := order_problems(order):
+        raise ValueError(refusal(problems))
     return order
 
 

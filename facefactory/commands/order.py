@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from facefactory import settings as ff_settings
-from operators.order_schema import coerce_field, ORDER_FIELDS, order_json_schema, run_id_for
+from operators.order_schema import coerce_field, ORDER_FIELDS, run_id_for
 
 DAG_ID = "face_swap_order"
 EXIT_FAILED = 1
@@ -55,7 +55,7 @@ def coerce(key: str, raw: str) -> Any:
 
 def build_conf(args: argparse.Namespace) -> dict[str, Any]:
     """The order conf from the command line, validated against the order schema."""
-    import jsonschema
+    from operators.order_check import order_problems
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     conf: dict[str, Any] = {
@@ -72,11 +72,8 @@ def build_conf(args: argparse.Namespace) -> dict[str, Any]:
         value = conf.get(path_key)
         if isinstance(value, str) and value.startswith("/"):
             conf[path_key] = Path(value).as_uri()  # plain paths are accepted, sent as file://
-    errors = sorted(
-        jsonschema.Draft202012Validator(order_json_schema()).iter_errors(conf), key=str
-    )
-    if errors:
-        raise ValueError("; ".join(f"{'.'.join(map(str, e.path)) or 'order'}: {e.message}" for e in errors))
+    if problems := order_problems(conf):
+        raise ValueError("; ".join(map(str, problems)))  # the one refusal (operators.order_check)
     return conf
 
 

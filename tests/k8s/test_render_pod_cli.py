@@ -74,8 +74,8 @@ def test_pod_settings_via_set(capsys: pytest.CaptureFixture[str]) -> None:
     ("argv", "message"),
     [
         (["--set", "nope=1"], "unknown key 'nope'"),
-        (["--set", "swapper=deepfake9000"], "is not one of"),
-        (["--set", "order_id=bad id!"], "does not match"),
+        (["--set", "swapper=deepfake9000"], "swapper: must be one of classic, inswapper_128"),
+        (["--set", "order_id=bad id!"], "order_id: use 1 to 128 letters"),
         (["--set", "chunk_frames=96", "--frames", "50", "--chunk", "1"], "past the 50 frames"),
         (["--set", "FACEFACTORY_K8S_GPUS=many"], "invalid literal"),
     ],

@@ -51,10 +51,10 @@ def test_schema_errors_name_field_and_order() -> None:
     check = bulk.check_manifest("m.json", json.dumps(bad).encode())
     assert not check.valid and check.orders == []
     fields = {(e["index"], e["field"]) for e in check.errors}
-    assert {(1, "order_id"), (1, "chunk_frames"), (1, "swapper"), (1, "(order)")} <= fields
+    assert {(1, "order_id"), (1, "chunk_frames"), (1, "swapper"), (1, "extra")} <= fields
     assert all(e["reason"] == "invalid_order" for e in check.errors)
     msg = next(e["message"] for e in check.errors if e["field"] == "chunk_frames")
-    assert "less than the minimum of 16" in msg
+    assert msg == "must be a whole number from 16 to 512; got 4"
 
 
 def test_missing_required_and_duplicate_ids() -> None:

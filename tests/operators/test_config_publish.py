@@ -23,7 +23,7 @@ def test_valid_order_has_no_problems() -> None:
 def test_unknown_keys_and_bad_values_are_reported() -> None:
     problems = config.order_problems({"min_id_cosin": 0.9}, _order(chunk_frames=4, swapper="magic"))
     text = " | ".join(problems)
-    assert "unknown order field 'min_id_cosin'" in text
+    assert "min_id_cosin: unknown order field (did you mean 'min_id_cosine'?" in text
     assert "chunk_frames" in text and "swapper" in text
 
 
