@@ -26,6 +26,7 @@ class Settings:
     log_format: str
     execution_provider: str
     s3_endpoint_url: str | None
+    swap_slots: int = 2
 
     @property
     def sample_inputs(self) -> Path:
@@ -69,7 +70,18 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         log_format=get("FACEFACTORY_LOG_FORMAT", "json"),
         execution_provider=get("FACEFACTORY_EXECUTION_PROVIDER", "auto"),
         s3_endpoint_url=env.get("FACEFACTORY_S3_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL") or None,
+        swap_slots=_positive_int("FACEFACTORY_SWAP_SLOTS", get("FACEFACTORY_SWAP_SLOTS", "2")),
     )
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number of slots, got {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return value
 
 
 def airflow_home(environ: dict[str, str] | None = None) -> Path:

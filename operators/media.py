@@ -284,10 +284,25 @@ def ingest(order: dict[str, Any], cfg: RunConfig, timeout_s: float = 1200,
     }
 
 
-def effective_chunk_frames(frames: int, chunk_frames: int, max_chunks: int) -> int:
-    """Grow chunks when needed so one order never maps more tasks than Airflow allows."""
-    if frames <= 0 or chunk_frames <= 0 or max_chunks <= 0:
-        raise ValueError("frames, chunk_frames and max_chunks must be positive")
+#: `chunk_frames` left empty ("auto"): about this many chunks per swap slot, within these bounds
+AUTO_CHUNKS_PER_SLOT = 2
+AUTO_MIN_FRAMES, AUTO_MAX_FRAMES = 96, 512
+
+
+def effective_chunk_frames(frames: int, chunk_frames: int | None, max_chunks: int, swap_slots: int = 2) -> int:
+    """Frames per swap task.
+
+    An order may name its chunk size; by default ("auto") each swap slot gets about two chunks
+    (FACEFACTORY_SWAP_SLOTS, the size of the gpu_swaps pool): every chunk pays a process start and
+    its model loads (~1.5-2 CPU-s on the embedded default), so a 60 s order on 2 slots runs as 4
+    chunks of 375 frames instead of 16 of 96, while 8 GPU slots still get 96-frame chunks. Two per
+    slot, not one, so a slow chunk does not leave a slot idle for the rest of the order. Either way
+    chunks grow when needed so one order never maps more tasks than Airflow allows."""
+    if frames <= 0 or max_chunks <= 0 or swap_slots <= 0 or (chunk_frames is not None and chunk_frames <= 0):
+        raise ValueError("frames, chunk_frames, max_chunks and swap_slots must be positive")
+    if chunk_frames is None:
+        per_chunk = math.ceil(frames / (AUTO_CHUNKS_PER_SLOT * swap_slots))
+        chunk_frames = min(AUTO_MAX_FRAMES, max(AUTO_MIN_FRAMES, per_chunk))
     return max(chunk_frames, math.ceil(frames / max_chunks))
 
 
@@ -305,7 +320,9 @@ def split(
 ) -> list[dict[str, int]]:
     """Cut the mezzanine pieces and return the chunk specs the swap tasks map over."""
     frames = int(ingested["frames"])
-    size = effective_chunk_frames(frames, int(order["chunk_frames"]), max_chunks)
+    requested = order.get("chunk_frames")
+    size = effective_chunk_frames(frames, None if requested is None else int(requested), max_chunks,
+                                  cfg.settings.swap_slots)
     with worker_env(cfg):
         result = run_worker(
             ["split", "--work", work_root(cfg), "--order", order["order_id"],

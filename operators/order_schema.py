@@ -95,12 +95,13 @@ ORDER_FIELDS: dict[str, dict[str, Any]] = {
         "section": "Swap",
     },
     "chunk_frames": {
-        "type": "integer",
+        "type": ["integer", "null"],
         "minimum": 16,
         "maximum": 512,
-        "default": 96,
+        "default": None,
         "title": "Frames per chunk",
-        "description": "Each chunk is one swap task (one GPU pod). Smaller = more parallel.",
+        "description": "Each chunk is one swap task (one GPU pod). Empty = auto: about two chunks per "
+                       "swap slot, 96-512 frames. Smaller = more parallel, but each chunk pays a start-up.",
         "section": "Swap",
     },
     "min_id_cosine": {

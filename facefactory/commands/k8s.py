@@ -76,6 +76,20 @@ def full_order(fields: dict[str, Any]) -> dict[str, Any]:
     return order
 
 
+def _chunk_size(order: dict[str, Any], frames: int | None) -> int:
+    """The order's chunk size as the DAG's chunk task would choose it; "auto" (empty) without the
+    target's frame count (`--frames`) renders the auto rule's smallest chunk."""
+    from facefactory import settings as ff_settings
+    from operators.config import parse_time
+    from operators.media import AUTO_MIN_FRAMES, effective_chunk_frames
+
+    requested = order.get("chunk_frames")
+    if frames is None:
+        return AUTO_MIN_FRAMES if requested is None else int(requested)
+    return effective_chunk_frames(frames, None if requested is None else int(requested),
+                                  parse_time().max_map_length, ff_settings.load().swap_slots)
+
+
 def chunk_range(work_root: str, order: dict[str, Any], index: int, frames: int | None) -> dict[str, int]:
     """The chunk's frame range: from the work area's chunks.json when present, else computed."""
     listing = Path(work_root) / "orders" / str(order["order_id"]) / "chunks" / "chunks.json"
@@ -85,7 +99,7 @@ def chunk_range(work_root: str, order: dict[str, Any], index: int, frames: int |
             if int(chunk["chunk"]) == index:
                 return {"chunk": index, "start": int(chunk["start"]), "end": int(chunk["end"])}
         raise ValueError(f"{listing} has no chunk {index} (it has {len(chunks)})")
-    size = int(order["chunk_frames"])
+    size = _chunk_size(order, frames)
     start, end = index * size, (index + 1) * size
     if frames is not None:
         if start >= frames:

@@ -93,7 +93,7 @@ def ensure_embedded_airflow() -> Path:
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
         subprocess.run(
-            [airflow, "pools", "set", "gpu_swaps", "2", "GPU swap slots (one chunk each)"],
+            [airflow, "pools", "set", "gpu_swaps", str(settings.swap_slots), "GPU swap slots (one chunk each)"],
             env=env, check=True, stdout=subprocess.DEVNULL,
         )
         marker.write_text(datetime.now(timezone.utc).isoformat())

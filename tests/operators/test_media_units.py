@@ -25,6 +25,18 @@ def test_chunks_grow_to_respect_max_map_length() -> None:
         media.effective_chunk_frames(0, 96, 1024)
 
 
+@pytest.mark.parametrize(("frames", "slots", "size"), [
+    (1500, 2, 375),     # a 60 s 25 fps order on the embedded default: 4 chunks, two per slot
+    (100, 2, 96),       # short orders keep the 96-frame floor (one or two chunks)
+    (1500, 8, 96),      # 8 GPU slots: 16 chunks of 96, two per slot
+    (180_000, 2, 512),  # two hours: capped at 512 frames a chunk
+    (2_000_000, 2, 1954),  # and grown past that only to stay under max_map_length
+])
+def test_auto_chunk_size_gives_each_swap_slot_about_two_chunks(frames: int, slots: int, size: int) -> None:
+    assert media.effective_chunk_frames(frames, None, 1024, slots) == size
+    assert media.effective_chunk_frames(frames, 128, 1024, slots) == max(128, -(-frames // 1024))
+
+
 PROBE = {"frames": 75, "fps": "25/1", "fps_float": 25.0, "width": 640, "height": 360,
          "duration": 3.0, "is_vfr": False, "audio": [{"codec": "aac"}]}
 
