@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import urllib3
-from airflow_client import client as af
 
 from operators.order_schema import run_id_for
 
@@ -35,6 +34,14 @@ TERMINAL = {"success", "failed"}
 FAILED_TI = {"failed", "upstream_failed"}
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 T = TypeVar("T")
+
+
+def _af() -> Any:
+    """The apache-airflow-client module, imported on first use: it costs ~1 s, and every
+    `facefactory` command (even `order run`, which never talks HTTP) imports this module."""
+    from airflow_client import client
+
+    return client
 
 
 class ClientError(RuntimeError):
@@ -106,7 +113,7 @@ def with_retries(cfg: ServerConfig, what: str, call: Callable[[], T],
         try:
             try:
                 return call()
-            except af.ApiException as exc:
+            except _af().ApiException as exc:
                 if exc.status in RETRY_STATUSES:
                     raise _Retryable(f"HTTP {exc.status} {exc.reason or ''}".strip()) from exc
                 raise
@@ -181,28 +188,28 @@ class OrderClient:
         self.cfg = cfg or ServerConfig.from_env()
         self.dag_id = dag_id
         # retries=False: urllib3 gives up at once and with_retries does the (slower) retrying.
-        self.conf = af.Configuration(host=self.cfg.url, access_token=fetch_token(self.cfg),
+        self.conf = _af().Configuration(host=self.cfg.url, access_token=fetch_token(self.cfg),
                                      retries=False)
-        self.api = af.ApiClient(self.conf)
-        self.dag_runs = af.DagRunApi(self.api)
-        self.tis = af.TaskInstanceApi(self.api)
-        self.xcoms = af.XComApi(self.api)
-        self.dags = af.DAGApi(self.api)
+        self.api = _af().ApiClient(self.conf)
+        self.dag_runs = _af().DagRunApi(self.api)
+        self.tis = _af().TaskInstanceApi(self.api)
+        self.xcoms = _af().XComApi(self.api)
+        self.dags = _af().DAGApi(self.api)
 
     def is_paused(self) -> bool:
         return bool(self._call(self.dags.get_dag, self.dag_id).is_paused)
 
     def unpause(self) -> None:
-        self._call(self.dags.patch_dag, self.dag_id, af.DAGPatchBody(is_paused=False))
+        self._call(self.dags.patch_dag, self.dag_id, _af().DAGPatchBody(is_paused=False))
 
     def submit(self, order: dict[str, Any]) -> RunStatus:
         """Trigger `order__<order_id>`; HTTP 409 means it exists already: return that run."""
         run_id = run_id_for(order["order_id"])
-        body = af.TriggerDAGRunPostBody(dag_run_id=run_id, conf=order, logical_date=None)
+        body = _af().TriggerDAGRunPostBody(dag_run_id=run_id, conf=order, logical_date=None)
         try:
             self._call(self.dag_runs.trigger_dag_run, self.dag_id, body, raw=True)
             created = True
-        except af.ApiException as exc:
+        except _af().ApiException as exc:
             if exc.status != 409:  # 409: the order's run exists (maybe from a retried try)
                 raise ClientError(_api_message("trigger", exc)) from exc
             created = False
@@ -248,7 +255,7 @@ class OrderClient:
         try:
             entry = self._call(self.xcoms.get_xcom_entry, self.dag_id, PUBLISH_TASK, run_id,
                                "return_value", stringify=False, raw=True)
-        except af.ApiException as exc:
+        except _af().ApiException as exc:
             if exc.status == 404:
                 return None
             raise ClientError(_api_message("xcom", exc)) from exc
@@ -274,7 +281,7 @@ class OrderClient:
                 max(task.try_number, 1), full_content=True, map_index=task.map_index,
                 accept="application/json", raw=True)
             body = json.loads(resp.data)
-        except (af.ApiException, ValueError) as exc:
+        except (_af().ApiException, ValueError) as exc:
             return f"(log unavailable: {exc})"
         if getattr(resp, "status", 200) >= 400:
             return f"(log unavailable: HTTP {resp.status})"
@@ -289,12 +296,12 @@ class OrderClient:
         try:
             try:
                 return with_retries(self.cfg, fn.__name__, call)
-            except af.ApiException as exc:
+            except _af().ApiException as exc:
                 if exc.status != 401:
                     raise
                 self.conf.access_token = fetch_token(self.cfg)
                 return with_retries(self.cfg, fn.__name__, call)
-        except af.ApiException as exc:
+        except _af().ApiException as exc:
             if raw:
                 raise
             raise ClientError(_api_message(fn.__name__, exc)) from exc
