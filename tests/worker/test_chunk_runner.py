@@ -196,10 +196,8 @@ def test_metrics_workers_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     import faceworker.chunk_runner as cr
 
     monkeypatch.delenv(METRICS_WORKERS_ENV, raising=False)
-    monkeypatch.setattr(cr, "usable_cpus", lambda: 1)
-    assert metrics_workers(500) == 0  # one CPU: inline
     monkeypatch.setattr(cr, "usable_cpus", lambda: 16)
-    assert metrics_workers(500) == 2
+    assert metrics_workers(500) == 0  # sampled identity: a few embeddings, inline costs less CPU
     monkeypatch.undo()
     assert 1 <= cr.usable_cpus() <= (os.cpu_count() or 1)  # the real one: affinity, cgroup quota
     monkeypatch.setenv(METRICS_WORKERS_ENV, "3")

@@ -183,6 +183,11 @@ class FaceTracker:
             self.counts["full"] += 1
         return [self._face(t) for t in self.tracks]
 
+    @property
+    def cut_last(self) -> bool:
+        """The last `update` saw a face that did not look like the previous frame's (a cut?)."""
+        return self._cut
+
     # -- internals -------------------------------------------------------------------------
     def _follow(self, view: FrameView) -> bool:
         """Find each track again in this frame; False when one is lost (or doubtful after a
