@@ -1,7 +1,7 @@
 """The chunk's metrics (QA) pass: cheap checks on every frame, identity on a sample plus doubts.
 
-Frames arrive as I420 (original and encoded output, decoded once each): PSNR over the I420
-samples and SSIM on half-resolution luma outside the dilated mask, the face re-detected by a
+Frames arrive as I420 (original and encoded output, decoded once each): PSNR in BGR and SSIM
+on a rotating quarter of the luma rows outside the dilated mask, the face re-detected by a
 HOG pass in a small window around the swap-time face (`face_found_after`), the face patch
 compared with the original's (unchanged?) and the previous output's (another face?). The dlib
 ResNet embedding (~60-110 ms, the old pass's main cost) runs only on the frames
@@ -20,7 +20,7 @@ from faceworker.faces import DeferredEmbedding, FaceAnalyzer, embedding_vector
 from faceworker.frames import FrameView
 from faceworker.geometry import landmark_bbox
 from faceworker.id_sampling import ID_SAMPLE_EVERY, Doubt, plan
-from faceworker.metrics import PendingRow, _Done, face_patches, psnr_outside, ssim_outside_luma
+from faceworker.metrics import PendingRow, _Done, face_patches, psnr_outside, ssim_outside_bands
 from faceworker.types import Face
 
 NEAR = ((0.5, 90.0), (0.9, 120.0))  # (window margin, face px) tries of the output re-detection
@@ -79,7 +79,7 @@ class ChunkMeasurer:
             "face_found_after": False, "id_measured": False, "id_reason": None,
             "id_cosine_raw": None, "id_dist_source": None, "id_dist_target": None, "face_change": None,
             "psnr_outside_db": psnr,
-            "ssim_outside": ssim_outside_luma(y_orig, y_out, mask, limited=self.i420),
+            "ssim_outside": ssim_outside_bands(y_orig, y_out, mask, info.frame_index, limited=self.i420),
             "landmark_jitter_px": info.landmark_jitter_px, "yaw_deg": info.yaw_deg,
             "warnings": list(info.warnings),
             "t_detect_ms": round(info.timings.get("detect_ms", 0.0), 3),
