@@ -71,7 +71,21 @@ def test_doubt_flags_unchanged_and_different_faces() -> None:
     assert d.check(19.0, base, swapped=True) is None
     other = rng.integers(0, 255, (32, 32)).astype(np.uint8)
     assert d.check(19.0, other, swapped=True) == "appearance"  # stopped looking like the last face
-    assert d.check(1.0, other, swapped=False) is None  # nothing was swapped: nothing to doubt
+    assert d.check(19.0, other, swapped=True) == "appearance"  # a run: still not the face before it
+    assert d.check(19.0, base, swapped=True) is None  # back to the face before the run
+    assert d.check(1.0, base, swapped=False) is None  # nothing was swapped: nothing to doubt
+
+
+def test_an_appearance_doubt_run_is_bounded() -> None:
+    from faceworker.id_sampling import MAX_DOUBT_RUN
+
+    rng = np.random.default_rng(3)
+    base, other = (rng.integers(0, 255, (32, 32)).astype(np.uint8) for _ in range(2))
+    d = Doubt()
+    d.check(20.0, base, swapped=True)
+    flags = [d.check(20.0, other, swapped=True) for _ in range(MAX_DOUBT_RUN + 5)]
+    assert flags[:MAX_DOUBT_RUN] == ["appearance"] * MAX_DOUBT_RUN
+    assert flags[MAX_DOUBT_RUN + 1:] == [None] * 4  # the new look became the anchor
     assert ncc(base, base) == pytest.approx(1.0) and abs(ncc(base, other)) < 0.2
 
 

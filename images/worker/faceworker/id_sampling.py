@@ -11,7 +11,9 @@ is measured on (docs/quality.md, "Identity sampling"):
   half the gate's bar, an extreme yaw;
 - every frame a cheap per-frame check doubts (decided in the pass, `Doubt`): the output face
   looks unchanged against the original (a skipped swap, the target's own face back), or it
-  stopped looking like the previous output face (an identity change inside a track).
+  stopped looking like the previous output face (an identity change inside a track; the
+  tracker's own bar for "the same face": grey 32x32 patch NCC >= 0.90), and the frames after
+  it as long as they do not look like the face before the change.
 
 A per-frame failure the cheap checks see is measured on that very frame; a defect they cannot
 see (a whole chunk with the wrong identity, e.g. texture-only) is caught by the stratified
@@ -30,7 +32,8 @@ JITTER_FLAG_PX = 2.0  # half the gate's default max_landmark_jitter_px
 YAW_FLAG_DEG = 45.0  # the swap pass's extreme-yaw warning
 UNCHANGED_ABS = 3.0  # mean |out - orig| of the face patch (8-bit luma) below this: unchanged
 UNCHANGED_REL = 0.35  # ... or below this fraction of the chunk's running median face change
-MIN_APPEARANCE_NCC = 0.80  # output face patch vs the previous frame's: a different face below this
+MIN_APPEARANCE_NCC = 0.90  # output face patch vs the previous frame's: another face below this
+MAX_DOUBT_RUN = 25  # frames an appearance doubt may last before the current look is accepted
 
 
 def _has_face(info: Any) -> bool:
@@ -84,11 +87,18 @@ class Doubt:
     """The in-pass cheap-check rule: is this frame's output face in doubt (measure its identity)?
 
     Keeps the chunk's running face-change values (a swap changes the face by a chunk-typical
-    amount; a frame far below it was probably not swapped) and the previous output face patch."""
+    amount; a frame far below it was probably not swapped), the previous output face patch, and
+    the last patch that raised no doubt (the anchor). A frame whose output face stops looking
+    like the previous one is in doubt, and so is every following frame that still does not look
+    like the anchor: a run of wrong faces is measured frame by frame, not only where it starts
+    (at most MAX_DOUBT_RUN frames, then the current look becomes the anchor: a real change of
+    expression or light must not keep the ResNet busy for the rest of the chunk)."""
 
     def __init__(self) -> None:
         self._changes: list[float] = []
         self._prev_patch: np.ndarray | None = None
+        self._anchor: np.ndarray | None = None
+        self._run = 0
 
     def check(self, face_change: float | None, patch: np.ndarray | None, swapped: bool) -> str | None:
         """The reason to measure this frame, or None; call once per frame, in order."""
@@ -98,9 +108,14 @@ class Doubt:
             if face_change < UNCHANGED_ABS or (typical is not None and face_change < UNCHANGED_REL * typical):
                 why = "unchanged"
             self._changes.append(face_change)
-        if why is None and patch is not None and self._prev_patch is not None:
-            if ncc(patch, self._prev_patch) < MIN_APPEARANCE_NCC:
+        if patch is not None:
+            # inside a run the face before it decides (the way back to it is no new doubt)
+            ref = self._anchor if self._run else self._prev_patch
+            if why is None and ref is not None and ncc(patch, ref) < MIN_APPEARANCE_NCC:
                 why = "appearance"
+            self._run = self._run + 1 if why == "appearance" else 0
+            if why is None or self._run > MAX_DOUBT_RUN:
+                self._anchor, self._run = patch, 0
         self._prev_patch = patch
         return why
 
