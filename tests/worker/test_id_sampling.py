@@ -103,7 +103,7 @@ def test_face_patch_change_is_noise_for_an_unswapped_face() -> None:
 
 
 def test_banded_ssim_tracks_full_frame_ssim() -> None:
-    """SSIM on a rotating quarter of the rows reads what full-frame SSIM reads for frame-wide
+    """SSIM on a rotating eighth of the rows reads what full-frame SSIM reads for frame-wide
     changes, pixel noise included (half resolution did not: it hid sigma-6 noise)."""
     rng = np.random.default_rng(2)
     a = cv2.GaussianBlur(rng.integers(0, 255, (360, 640), np.uint8), (7, 7), 0)
@@ -114,14 +114,14 @@ def test_banded_ssim_tracks_full_frame_ssim() -> None:
         if blur > 1:
             b = cv2.GaussianBlur(b, (blur, blur), 0)
         full = ssim_outside(a, b, mask)
-        for phase in range(4):
+        for phase in range(8):
             band = ssim_outside_bands(a, b, mask, phase, limited=False)
-            assert abs(band - full) < 0.01, (sigma, blur, phase, full, band)
+            assert abs(band - full) < 0.015, (sigma, blur, phase, full, band)
     assert ssim_outside_bands(a, a.copy(), mask, 0) == pytest.approx(1.0, abs=1e-4)
     heavy = a.copy()
     heavy[:, :100] = 0
-    assert all(ssim_outside_bands(a, heavy, mask, p, limited=False) < 0.9 for p in range(4))
+    assert all(ssim_outside_bands(a, heavy, mask, p, limited=False) < 0.9 for p in range(8))
     stripe = a.copy()
-    stripe[16:32] = 0  # rows only phase 1 scores: the rotation covers them within 4 frames
-    got = [ssim_outside_bands(a, stripe, None, p, limited=False) for p in range(4)]
-    assert got[1] < 0.9 and got[1] == min(got) and got[3] > 0.99  # 0 and 2 see its edge through the window
+    stripe[16:24] = 0  # rows only phase 2 scores: the rotation covers them within 8 frames
+    got = [ssim_outside_bands(a, stripe, None, p, limited=False) for p in range(8)]
+    assert got[2] < 0.9 and got[2] == min(got) and got[5] > 0.99  # 1 and 3 see its edge through the window

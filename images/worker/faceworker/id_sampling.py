@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-ID_SAMPLE_EVERY = 32  # one stratified identity measurement per this many frames (1.3 s at 25 fps)
+ID_SAMPLE_EVERY = 48  # one stratified identity measurement per this many frames (~2 s at 25 fps)
 LOW_SCORE = 0.3  # HOG confidence below which the tracker itself re-detects on every frame
 JITTER_FLAG_PX = 2.0  # half the gate's default max_landmark_jitter_px
 YAW_FLAG_DEG = 45.0  # the swap pass's extreme-yaw warning

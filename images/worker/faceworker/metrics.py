@@ -53,8 +53,9 @@ def ssim_outside(original: np.ndarray, output: np.ndarray, mask: np.ndarray | No
         return cv2.boxFilter(x, -1, (7, 7), borderType=cv2.BORDER_REFLECT)
 
     mu_a, mu_b = blur(a), blur(b)
-    var, cov = blur(a * a), blur(a * b)  # E[a²] (then + E[b²]) and E[ab], turned into variances in place
-    var += blur(b * b)
+    sq = a * a
+    sq += b * b
+    var, cov = blur(sq), blur(a * b)  # E[a²] + E[b²] (one filter: it is linear) and E[ab], made variances in place
     mu_ab = mu_a * mu_b
     cov -= mu_ab
     cov *= 2.0
@@ -74,21 +75,21 @@ def ssim_outside(original: np.ndarray, output: np.ndarray, mask: np.ndarray | No
     return float(cv2.mean(smap, mask=keep)[0])
 
 
-SSIM_BAND, SSIM_PERIOD = 16, 64  # rows of each full-resolution SSIM band, and the band spacing
+SSIM_BAND, SSIM_PERIOD = 8, 64  # rows of each full-resolution SSIM band, and the band spacing
 _CTX = 3  # half the 7x7 window: context rows each band needs
 
 
 def ssim_outside_bands(original_y: np.ndarray, output_y: np.ndarray, mask: np.ndarray | None,
                        phase: int, limited: bool = True) -> float:
-    """`ssim_outside` at full resolution on a quarter of the rows: bands of SSIM_BAND rows every
-    SSIM_PERIOD rows, shifted by one band each frame (`phase`, the frame index), so 4 consecutive
+    """`ssim_outside` at full resolution on an eighth of the rows: bands of SSIM_BAND rows every
+    SSIM_PERIOD rows, shifted by one band each frame (`phase`, the frame index), so 8 consecutive
     frames cover every row.
 
     Why not half resolution: 2x2 averaging hides pixel-level noise (sigma 6 noise read 0.98 at
     half and 0.89 at full resolution), so frames failing today would pass. Bands keep the
     per-window statistic and are an unbiased sample of a frame-wide change (noise, blur, shift,
-    encoder loss) at ~a quarter of the cost; only a defect confined to < 48 rows of one frame
-    can fall between bands (PSNR still sees every pixel). `limited`: the planes are I420 luma
+    encoder loss) at ~a fifth of the cost (each band reads 3 context rows either side); only a
+    defect confined to < 56 rows of one frame can fall between bands (PSNR sees every pixel). `limited`: the planes are I420 luma
     (16-235), expanded to the full-range grey SSIM has always used."""
     h = original_y.shape[0]
     off = (int(phase) % (SSIM_PERIOD // SSIM_BAND)) * SSIM_BAND
@@ -107,10 +108,8 @@ def ssim_outside_bands(original_y: np.ndarray, output_y: np.ndarray, mask: np.nd
     if limited:
         a, b = cv2.LUT(a, Y_TO_GRAY), cv2.LUT(b, Y_TO_GRAY)
     # only the band rows count (context rows are read by the window, not scored): mask the rest
-    band = np.repeat(np.concatenate(keep_rows)[:, None], a.shape[1], axis=1)
-    excluded = np.where(band, 0, 255).astype(np.uint8)
-    if mask is not None:
-        np.maximum(excluded, np.vstack(rows_m), out=excluded)
+    excluded = np.vstack(rows_m) if mask is not None else np.zeros(a.shape, np.uint8)
+    excluded[~np.concatenate(keep_rows)] = 255
     return ssim_outside(a, b, excluded)
 
 
@@ -181,7 +180,8 @@ class PendingRow:
             row["id_cosine_raw"] = _cos(emb, src)
             row["id_dist_source"] = float(np.linalg.norm(emb - src))
             tgt = self._target.result()[0] if hasattr(self._target, "result") else self._target
-            row["id_dist_target"] = float(np.linalg.norm(emb - np.asarray(tgt, np.float32)))
+            if tgt is not None:  # the metrics pass leaves it out unless the tracker already computed it
+                row["id_dist_target"] = float(np.linalg.norm(emb - np.asarray(tgt, np.float32)))
         row["t_metrics_ms"] = round(t_ms, 3)
         row["embedding"] = emb
         return row
