@@ -12,7 +12,8 @@ the output face). Then N random injections per (variant, run length) splice the 
 into the normal chunk, and the pass's own rule (`plan` + `Doubt`, with a per-trial seed) decides
 which frames it would measure. An injection is *caught* when at least one of its frames is
 measured and fails the gate's identity bar (the chunk fails, naming it); *frames named* is the
-share of injected frames the gate names.
+share of injected frames the gate names. `sample_only` repeats it without the cheap-check doubts:
+what the stratified sample and the tracker's flags catch by themselves.
 
     .venv/bin/python benchmarks/qa_sampling.py [--trials 300] [--frames 96] [--size 1280x720]
 Writes benchmarks/results/qa_sampling.json.
@@ -89,27 +90,28 @@ def _per_frame(originals: list, outputs: list, infos: list, size: tuple[int, int
     return rows
 
 
-def _measured(infos: list, rows: list[dict], seed: int) -> set[int]:
-    """The frames the pass would embed for this (spliced) chunk: the plan plus in-pass doubts."""
+def _measured(infos: list, rows: list[dict], seed: int, doubts: bool = True) -> set[int]:
+    """The frames the pass would embed for this (spliced) chunk: the plan plus in-pass doubts
+    (without `doubts`: the plan alone, i.e. what the sample catches by itself)."""
     planned = plan(infos, ID_SAMPLE_EVERY, seed)
     doubt = Doubt()
     out = set()
     for i, (info, r) in enumerate(zip(infos, rows)):
-        why = doubt.check(r["change"], r["patch"], bool(info.swapped)) if info.faces else None
+        why = doubt.check(r["change"], r["patch"], bool(info.swapped)) if info.faces and doubts else None
         if info.faces and r["found"] and (planned.get(i) or why):
             out.add(i)
     return out
 
 
 def simulate(infos: list, normal: list[dict], variant: list[dict], run: int, trials: int,
-             rng: np.random.Generator) -> dict[str, Any]:
+             rng: np.random.Generator, doubts: bool = True) -> dict[str, Any]:
     n = len(infos)
     caught = named = injected = 0
     for t in range(trials):
         start = int(rng.integers(0, n - run + 1))
         frames = set(range(start, start + run))
         rows = [variant[i] if i in frames else normal[i] for i in range(n)]
-        measured = _measured(infos, rows, seed=int(rng.integers(0, 1 << 30)))
+        measured = _measured(infos, rows, seed=int(rng.integers(0, 1 << 30)), doubts=doubts)
         failing = {i for i in frames & measured if rows[i]["id"] is not None and rows[i]["id"] < MIN_ID}
         caught += bool(failing)
         named += len(failing)
@@ -153,6 +155,8 @@ def main() -> None:
                             for k, v in per.items()},
         "results": {k: [simulate(infos, per["normal"], per[k], run, args.trials, rng) for run in RUNS]
                     for k in ("own_face", "texture")},
+        "sample_only": {k: [simulate(infos, per["normal"], per[k], run, args.trials, rng, doubts=False)
+                            for run in RUNS] for k in ("own_face", "texture")},
         "seconds": round(time.perf_counter() - t0, 1),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
