@@ -274,6 +274,7 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "faces_frames": sum(1 for r in rows if (r.get("faces_target") or 0) > 0),
         "swapped_frames": sum(1 for r in rows if r.get("swapped")),
         "face_found_after_frames": sum(1 for r in rows if r.get("face_found_after")),
+        "id_measured_frames": sum(1 for r in rows if r.get("id_measured", r.get("id_cosine_raw") is not None)),
         "mean_id_cosine_raw": round(float(np.mean(cos)), 4) if cos else None,
         "min_psnr_db": round(float(np.min(psnr)), 2) if psnr else None,
         "warnings": sorted({w for r in rows for w in (r.get("warnings") or [])}),
