@@ -240,8 +240,40 @@ class _MaskStore:
         getattr(info, "drop_mask", lambda: None)()  # a mask the FrameInfo built from its RegionMask
 
 
-def _original_frames(mezz: Path, offset: int, frames: int, size: tuple[int, int], pix_fmt: str) -> Any:
-    """The chunk's original frames for the metrics pass (one place to change where they come from)."""
+KEEP_ORIGINALS_ENV = "FACEFACTORY_METRICS_KEEP_MB"
+KEEP_ORIGINALS_MB = 512  # default memory the swap pass may hold the chunk's original frames in
+
+
+def keep_originals(frames: int, frame_bytes: int) -> bool:
+    """Whether the swap pass keeps a copy of every original frame for the metrics pass.
+
+    Decoding the mezzanine a second time costs the metrics pass ~5-7 CPU-ms a 720p frame; a copy
+    ~0.2 ms, and 1.4 MB a 720p (3.1 MB a 1080p) frame until the pass ends: a default 96-frame
+    chunk holds 133 MB (300 MB). Above FACEFACTORY_METRICS_KEEP_MB (default 512; 0 = never)
+    the metrics pass decodes the originals again instead."""
+    raw = os.environ.get(KEEP_ORIGINALS_ENV, "").strip()
+    try:
+        budget_mb = float(raw) if raw else KEEP_ORIGINALS_MB
+    except ValueError as exc:
+        raise BadInput(f"{KEEP_ORIGINALS_ENV} must be a number (MB), got {raw!r}") from exc
+    return budget_mb > 0 and frames * frame_bytes <= budget_mb * 1e6
+
+
+def _drain(kept: list[Any]) -> Any:
+    """Yield the kept frames in order, dropping each list slot as it goes (memory frees as the pass runs)."""
+    for i in range(len(kept)):
+        frame, kept[i] = kept[i], None
+        yield frame
+
+
+def _original_frames(mezz: Path, offset: int, frames: int, size: tuple[int, int], pix_fmt: str,
+                     kept: list[Any] | None = None) -> Any:
+    """The chunk's original frames for the metrics pass (one place to change where they come from):
+    the swap pass's copies when it kept them, else decoded again."""
+    if kept is not None:
+        if len(kept) != frames:
+            raise video.FFmpegError(f"kept {len(kept)} original frames, expected {frames}")
+        return _drain(kept)
     return video.prefetch(video.read_frames(mezz, offset, offset + frames, size=size, pix_fmt=pix_fmt))
 
 
@@ -362,11 +394,18 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     try:
         # Frames stay I420 from decoder to encoder; only face regions are converted (faceworker.frames).
         i420 = mp.width % 2 == 0 and mp.height % 2 == 0 and getattr(session, "accepts_frame_view", False)
+        # the metrics pass compares I420 frames unless given its own `measure` (BGR): copies of the
+        # originals it can use are kept (the swap changes FrameViews in place), within a memory budget
+        reuse = measure is None and i420
+        kept: list[np.ndarray] | None = [] if reuse and keep_originals(
+            spec.frames, mp.width * mp.height * 3 // 2) else None
         frames = video.prefetch(video.read_frames(mezz, offset, offset + spec.frames, size=(mp.width, mp.height),
                                                   pix_fmt="yuv420p" if i420 else "bgr24"))
         for i in range(spec.frames):
             t0 = time.perf_counter()
             frame = next(frames)
+            if kept is not None:
+                kept.append(frame.copy())
             t1 = time.perf_counter()
             out, info = session.process(FrameView(i420=frame, width=mp.width, height=mp.height) if i420 else frame,
                                         spec.start + i)
@@ -416,7 +455,9 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     # I420 (no conversions) unless the size is odd or a caller-supplied `measure` (BGR frames) is given.
     i420 = measure is None and mp.width % 2 == 0 and mp.height % 2 == 0
     fmt = "yuv420p" if i420 else "bgr24"
-    originals = _original_frames(mezz, offset, spec.frames, (mp.width, mp.height), fmt)
+    originals = _original_frames(mezz, offset, spec.frames, (mp.width, mp.height), fmt,
+                                 kept if i420 else None)
+    kept = None
     outputs = video.prefetch(video.read_frames(seg_local, 0, spec.frames, size=(mp.width, mp.height), pix_fmt=fmt))
     embedder = None
     try:
