@@ -18,6 +18,7 @@ class Info:
     faces: list = field(default_factory=list)
     track_ids: list = field(default_factory=list)
     cut: bool = False
+    redetected: bool = False
     landmark_jitter_px: float | None = 0.5
     yaw_deg: float | None = 2.0
 
@@ -49,13 +50,14 @@ def test_track_edges_flags_and_faceless_frames() -> None:
     for i in range(20, 40):
         infos[i].track_ids = [1]  # a new track (another person as far as the tracker knows)
     infos[25].cut = True
+    infos[26].redetected = True
     infos[27].faces = [_face(score=0.1)]
     infos[29].landmark_jitter_px = 3.0
     infos[31].yaw_deg = -60.0
     got = plan(infos, every=ID_SAMPLE_EVERY, seed=0)
     assert {i: got[i] for i in (0, 9, 14, 19, 20, 39)} == {
         0: "track_start", 9: "track_end", 14: "track_start", 19: "track_end", 20: "track_start", 39: "track_end"}
-    assert (got[25], got[27], got[29], got[31]) == ("cut", "low_score", "jitter", "yaw")
+    assert (got[25], got[26], got[27], got[29], got[31]) == ("cut", "redetect", "low_score", "jitter", "yaw")
     assert not set(got) & set(range(10, 14))  # no face: nothing to measure
     assert plan([Info() for _ in range(50)]) == {}
 

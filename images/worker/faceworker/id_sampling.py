@@ -7,8 +7,8 @@ is measured on (docs/quality.md, "Identity sampling"):
   position in each stratum, so a periodic defect cannot hide between fixed positions);
 - the first and last face frame of the chunk and of every track (a new track is a new person
   as far as the tracker knows);
-- every frame the tracker flags: a suspected cut, a low HOG confidence, landmark jitter above
-  half the gate's bar, an extreme yaw;
+- every frame the tracker flags: a suspected cut, a re-detection after the track was lost or in
+  doubt, a low HOG confidence, landmark jitter above half the gate's bar, an extreme yaw;
 - every frame a cheap per-frame check doubts (decided in the pass, `Doubt`): the output face
   looks unchanged against the original (a skipped swap, the target's own face back), or it
   stopped looking like the previous output face (an identity change inside a track; the
@@ -33,7 +33,7 @@ YAW_FLAG_DEG = 45.0  # the swap pass's extreme-yaw warning
 UNCHANGED_ABS = 3.0  # mean |out - orig| of the face patch (8-bit luma) below this: unchanged
 UNCHANGED_REL = 0.35  # ... or below this fraction of the chunk's running median face change
 MIN_APPEARANCE_NCC = 0.90  # output face patch vs the previous frame's: another face below this
-MAX_DOUBT_RUN = 25  # frames an appearance doubt may last before the current look is accepted
+MAX_DOUBT_RUN = 12  # frames an appearance doubt may last before the current look is accepted
 
 
 def _has_face(info: Any) -> bool:
@@ -63,6 +63,8 @@ def plan(infos: Sequence[Any], every: int = ID_SAMPLE_EVERY, seed: int = 0) -> d
             add(i, "track_end")
         if getattr(info, "cut", False):
             add(i, "cut")
+        if getattr(info, "redetected", False):
+            add(i, "redetect")
         scores = [float(getattr(f, "score", 1.0)) for f in info.faces]
         if scores and min(scores) < LOW_SCORE:
             add(i, "low_score")
