@@ -215,8 +215,9 @@ def test_keep_originals_budget(monkeypatch: pytest.MonkeyPatch) -> None:
 
     frame_720p = 1280 * 720 * 3 // 2
     monkeypatch.delenv(KEEP_ORIGINALS_ENV, raising=False)
-    assert keep_originals(96, frame_720p) and keep_originals(96, 1920 * 1080 * 3 // 2)  # default chunks
-    assert not keep_originals(512, frame_720p)  # 708 MB: decoded again instead
+    frame_1080p = 1920 * 1080 * 3 // 2
+    assert keep_originals(96, frame_720p) and keep_originals(96, frame_1080p) and keep_originals(375, frame_720p)
+    assert not keep_originals(375, frame_1080p)  # 1.17 GB: decoded again instead
     monkeypatch.setenv(KEEP_ORIGINALS_ENV, "0")
     assert not keep_originals(1, frame_720p)
     monkeypatch.setenv(KEEP_ORIGINALS_ENV, "lots")

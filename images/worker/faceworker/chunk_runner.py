@@ -241,16 +241,17 @@ class _MaskStore:
 
 
 KEEP_ORIGINALS_ENV = "FACEFACTORY_METRICS_KEEP_MB"
-KEEP_ORIGINALS_MB = 512  # default memory the swap pass may hold the chunk's original frames in
+KEEP_ORIGINALS_MB = 1024  # default memory the swap pass may hold the chunk's original frames in
 
 
 def keep_originals(frames: int, frame_bytes: int) -> bool:
     """Whether the swap pass keeps a copy of every original frame for the metrics pass.
 
     Decoding the mezzanine a second time costs the metrics pass ~5-7 CPU-ms a 720p frame; a copy
-    ~0.2 ms, and 1.4 MB a 720p (3.1 MB a 1080p) frame until the pass ends: a default 96-frame
-    chunk holds 133 MB (300 MB). Above FACEFACTORY_METRICS_KEEP_MB (default 512; 0 = never)
-    the metrics pass decodes the originals again instead."""
+    ~0.2 ms, and 1.4 MB a 720p (3.1 MB a 1080p) frame until the pass ends: a 96-frame chunk holds
+    133 MB (300 MB), the 375-frame chunks of a 60 s order on two swap slots 518 MB at 720p. Above
+    FACEFACTORY_METRICS_KEEP_MB (default 1024; 0 = never) the metrics pass decodes the originals
+    again instead (a 375-frame 1080p chunk: 1.17 GB)."""
     raw = os.environ.get(KEEP_ORIGINALS_ENV, "").strip()
     try:
         budget_mb = float(raw) if raw else KEEP_ORIGINALS_MB
