@@ -14,7 +14,7 @@ from quality import workarea as wa
 from quality.identity import calibrated_cosine
 
 COLUMNS = [
-    "frame", "chunk", "faces_target", "swapped", "face_found_after", "id_cosine_raw",
+    "frame", "chunk", "faces_target", "swapped", "face_found_after", "id_measured", "id_cosine_raw",
     "id_dist_source", "id_dist_target", "psnr_outside_db", "ssim_outside", "landmark_jitter_px",
     "yaw_deg", "t_detect_ms", "t_swap_ms", "t_metrics_ms",
 ]
@@ -30,6 +30,23 @@ class OrderFrames:
     recognizer: str
     problems: list[dict] = field(default_factory=list)  # {chunk, frame, metric, value, threshold}
     done: dict[int, dict] = field(default_factory=dict)  # chunk -> done.json
+    id_sample_every: dict[int, int] = field(default_factory=dict)  # chunk -> the engine's sampling stride
+
+
+def frame_ranges(frames) -> str:  # noqa: ANN001 - any iterable of ints
+    """"3, 10-14, 96": frame numbers as a compact list for summaries and the report."""
+    parts: list[str] = []
+    run: list[int] = []
+    for f in sorted({int(x) for x in frames}):
+        if run and f == run[-1] + 1:
+            run.append(f)
+            continue
+        if run:
+            parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+        run = [f]
+    if run:
+        parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+    return ", ".join(parts)
 
 
 def chunk_dir(order_dir: str, chunk: int) -> str:
@@ -57,6 +74,7 @@ def load_order_frames(order_dir: str) -> OrderFrames:
     rows: list[pd.DataFrame] = []
     problems: list[dict] = []
     done: dict[int, dict] = {}
+    sample_every: dict[int, int] = {}
     recognizer = DEFAULT_RECOGNIZER
     for c in chunks:
         i, d = c["chunk"], chunk_dir(order_dir, c["chunk"])
@@ -66,6 +84,7 @@ def load_order_frames(order_dir: str) -> OrderFrames:
             continue
         metrics = wa.read_json(wa.join(d, "metrics.json"))
         recognizer = metrics.get("recognizer", recognizer)
+        sample_every[i] = int(metrics.get("id_sample_every") or 1)  # older engines measured every frame
         part = pd.DataFrame(metrics.get("frames", []))
         for col in COLUMNS:
             if col not in part.columns:
@@ -83,6 +102,11 @@ def load_order_frames(order_dir: str) -> OrderFrames:
         elif len(part):
             problems.append({"chunk": i, "frame": c["start"], "metric": "embeddings_missing",
                              "value": None, "threshold": "swapped/%05d/embeddings.npy" % i})
+        # a frame carries an identity measurement when the engine says so (older engines: when it
+        # has an embedding); unmeasured frames have no id_cosine, so they neither fail nor count
+        measured = part["id_measured"].map(lambda v: bool(v) if v is not None and v == v else None)
+        part["id_measured"] = measured.where(measured.notna(), part["id_cosine"].notna()).astype(bool)
+        part.loc[~part["id_measured"], "id_cosine"] = np.nan
         if wa.exists(wa.join(d, "done.json")):
             done[i] = wa.read_json(wa.join(d, "done.json"))
         rows.append(part)
@@ -93,6 +117,8 @@ def load_order_frames(order_dir: str) -> OrderFrames:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     df = df[pd.to_numeric(df["frame"], errors="coerce").notna()].copy()
     df["frame"] = df["frame"].astype(int)
-    df["face_found_after"] = df["face_found_after"].map(lambda v: bool(v) if v is not None and v == v else False)
+    for col in ("face_found_after", "id_measured"):
+        df[col] = df[col].map(lambda v: bool(v) if v is not None and v == v else False)
     df = df.sort_values(["frame", "chunk"], kind="stable").reset_index(drop=True)
-    return OrderFrames(df=df, chunks=chunks, recognizer=recognizer, problems=problems, done=done)
+    return OrderFrames(df=df, chunks=chunks, recognizer=recognizer, problems=problems, done=done,
+                       id_sample_every=sample_every)

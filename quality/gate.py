@@ -15,7 +15,7 @@ import pandas as pd
 
 from quality import workarea as wa
 from quality.fallback import fallback_options
-from quality.frames import OrderFrames, chunk_of, load_order_frames
+from quality.frames import OrderFrames, chunk_of, frame_ranges, load_order_frames
 from quality.identity import load_calibration
 from quality.suite import DEFAULT_SUITE, load_suite_doc, resolve_parameters, validate_frames
 
@@ -73,7 +73,8 @@ class GateResult:
         """One paragraph a person can act on: which chunks, frames and metrics failed."""
         s = self.summary
         head = (f"{self.stage}: {'PASSED' if self.passed else 'FAILED'} — {s.get('frames')} frames, "
-                f"{s.get('face_frames')} with a face, calibrated id cosine mean {s.get('id_cosine_mean')} "
+                f"{s.get('face_frames')} with a face, {s.get('id_measured_frames')} with an identity "
+                f"measurement, calibrated id cosine mean {s.get('id_cosine_mean')} "
                 f"min {s.get('id_cosine_min')}, min PSNR outside face {s.get('psnr_min_db')} dB")
         if self.passed:
             return head
@@ -108,6 +109,8 @@ def _cmp(f: dict) -> str:
     m = f["metric"]
     if m == "landmark_jitter_px":
         return f"≤ {f['threshold']}"
+    if m == "id_measured":
+        return f"≥ {f['threshold']} measured frames"
     if isinstance(f["threshold"], (int, float)) and not isinstance(f["threshold"], bool) and m not in TABLE_METRICS:
         return f"≥ {f['threshold']}"
     return str(f["threshold"])
@@ -123,6 +126,28 @@ def _frame_failures(of: OrderFrames, expected_frames: int) -> list[dict]:
     for _, row in of.df[of.df["frame"] >= expected_frames].iterrows():
         out.append({"chunk": int(row["chunk"]), "frame": int(row["frame"]), "metric": "frame_extra",
                     "value": int(row["frame"]), "threshold": f"0..{expected_frames - 1}"})
+    return out
+
+
+def _sampling_failures(of: OrderFrames) -> list[dict]:
+    """Chunks whose identity rests on too few measurements fail instead of passing.
+
+    The engine embeds a sample of frames (one per ``id_sample_every`` at least, metrics.json) plus
+    every frame its cheap checks doubt; a chunk with fewer measured face frames than one per stride
+    of frames where the face was found was not checked as the rule promises (a crash, an older or
+    broken engine), and its identity verdict would be empty."""
+    df = of.df
+    if df.empty:
+        return []
+    out = []
+    faces = df[(df["faces_target"] > 0) & df["face_found_after"]]
+    for chunk, part in faces.groupby("chunk"):
+        every = max(1, int(of.id_sample_every.get(int(chunk), 1)))
+        need = math.ceil(len(part) / every)
+        have = int((part["id_measured"] & part["id_cosine"].notna()).sum())
+        if have < need:
+            out.append({"chunk": int(chunk), "frame": int(part["frame"].min()), "metric": "id_measured",
+                        "value": have, "threshold": need})
     return out
 
 
@@ -166,6 +191,8 @@ def _summary(of: OrderFrames, validation: dict, params: dict, expected_frames: i
         "frames": int(len(df)), "expected_frames": int(expected_frames), "chunks": len(of.chunks),
         "face_frames": int(len(faces)), "swapped_frames": int(df["swapped"].fillna(False).astype(bool).sum()),
         "face_found_frames": int(faces["face_found_after"].sum()),
+        "id_measured_frames": int(faces["id_measured"].sum()),
+        "id_measured": frame_ranges(faces.loc[faces["id_measured"], "frame"]),
         "id_cosine_mean": stat(faces["id_cosine"], "mean"), "id_cosine_min": stat(faces["id_cosine"], "min"),
         "id_cosine_p01": (round(float(np.nanpercentile(faces["id_cosine"], 1)), 4)
                           if faces["id_cosine"].notna().any() else None),
@@ -194,7 +221,8 @@ def evaluate(order_dir: str, order: dict, expected_frames: int, *, stage: str = 
     params = resolve_parameters(load_suite_doc(suite_path), {k: order.get(k) for k in ORDER_KEYS})
     params.update(expected_frames=int(expected_frames), last_frame=int(expected_frames) - 1)
     validation = validate_frames(of.df, params, suite_path)
-    failures = [*of.problems, *_frame_failures(of, expected_frames), *_failures_from_validation(validation)]
+    failures = [*of.problems, *_frame_failures(of, expected_frames), *_sampling_failures(of),
+                *_failures_from_validation(validation)]
     failures.sort(key=lambda f: (f["chunk"] if f["chunk"] is not None else 1 << 30, f["frame"] or 0))
     passed = bool(validation["success"]) and not failures
     failing = sorted({f["chunk"] for f in failures if f["chunk"] is not None})

@@ -24,9 +24,11 @@ def metrics_png(df: pd.DataFrame, chunks: list[dict], min_id: float, min_psnr: f
         for k, c in enumerate(chunks):
             if k % 2:
                 ax.axvspan(c["start"] - 0.5, c["end"] - 0.5, color="0.93", lw=0)
-    ax1.plot(d["frame"], d["id_cosine"], lw=1.2, color="tab:blue", label="calibrated id cosine (gate)")
-    if d["id_cosine_raw"].notna().any():
-        ax1.plot(d["frame"], d["id_cosine_raw"], lw=0.8, color="tab:gray", alpha=0.7, label="raw cosine (reference)")
+    m = d[d["id_cosine"].notna()]  # identity is measured on a sample of frames: join the measured ones
+    ax1.plot(m["frame"], m["id_cosine"], lw=1.2, marker=".", ms=4, color="tab:blue",
+             label="calibrated id cosine (gate, measured frames)")
+    if m["id_cosine_raw"].notna().any():
+        ax1.plot(m["frame"], m["id_cosine_raw"], lw=0.8, color="tab:gray", alpha=0.7, label="raw cosine (reference)")
     ax1.axhline(min_id, color="tab:red", ls="--", lw=1, label=f"min_id_cosine {min_id}")
     ax1.set_ylabel("identity cosine")
     lo = np.nanmin([d["id_cosine"].min(), min_id, 1.0]) if d["id_cosine"].notna().any() else min_id

@@ -151,7 +151,10 @@ calibration {_e(summary.get('calibration'))} · generated {datetime.now(timezone
 <h2>Expectations</h2>{_table(_expectation_rows(validation), ['name', '_result', 'expectation', 'threshold', 'mostly', 'observed', '_notes'])}
 <h2>Failures ({_e(ff.get('failures_total', len(failures)))})</h2>
 {_table(fail_rows, ['chunk', 'frame', 'metric', 'value', 'threshold']) if fail_rows else '<p class="ok">none</p>'}
-<h2>Per-frame identity and PSNR</h2>{_img(plot, 'per-frame metrics plot', 'metrics-plot')}
+<h2>Per-frame identity and PSNR</h2>
+<p id="id-measured">identity measured on {_e(summary.get('id_measured_frames'))} of {_e(summary.get('face_frames'))} face frames
+(the others carry only the cheap per-frame checks): {_e(summary.get('id_measured') or 'none')}</p>
+{_img(plot, 'per-frame metrics plot', 'metrics-plot')}
 <h2>Before / after</h2>{_img(sheet_png, 'before/after contact sheet', 'contact-sheet', as_jpeg=True)}
 {_table(sheet_rows, ['frame', 'why', 'id_cosine', 'psnr_outside_db'])}
 <h2>Timings and cost</h2>

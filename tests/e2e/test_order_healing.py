@@ -100,6 +100,11 @@ def test_failing_chunks_are_reswapped_and_healed(env, venv_tool) -> None:
     assert gate["failing_chunks"] == face_chunks, gate
     assert set(gate["failure_counts"]) == {str(c) for c in face_chunks}
     assert all("id_cosine" in counts for counts in gate["failure_counts"].values()), gate["failure_counts"]
+    # identity is measured on a sample of frames; the gate says which, and names failing ones among them
+    summary = gate["summary"]
+    assert 0 < summary["id_measured_frames"] < summary["face_frames"], summary
+    named = {f["frame"] for f in gate["failures"] if f["metric"] == "id_cosine"}
+    assert named and all(f >= CHUNK_FRAMES for f in named), named  # only face chunks' frames
     plan = _xcom(env, "heal-one", "quality_gate", "return_value")
     assert [p["chunk"] for p in plan] == face_chunks
     assert all(p["options"].get("identity_weight") == 1.0 for p in plan), plan
@@ -108,6 +113,7 @@ def test_failing_chunks_are_reswapped_and_healed(env, venv_tool) -> None:
     assert set(reswap.values()) == {"success"}, reswap
     final = _xcom(env, "heal-one", "final_gate", "return_value")
     assert final["passed"] is True and final["stage"] == "final_gate", final
+    assert final["summary"]["id_measured_frames"] > 0 and final["summary"]["id_measured"], final["summary"]
     assert _frame_count(_published(env, "heal-one")) == media["frames"]
     print(f"healed: first gate failing {gate['failing_chunks']} {gate['failure_counts']}; "
           f"reswap {reswap}; final summary {json.dumps(final.get('summary'))}")

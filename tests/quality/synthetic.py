@@ -33,12 +33,16 @@ def make_order(root: Path, frames: int = 120, chunk_frames: int = 48, seed: int 
                bad_identity: dict[int, list[int]] | None = None, psnr: dict[int, float] | None = None,
                drop: list[int] | None = None, duplicate: list[int] | None = None,
                lost: list[int] | None = None, no_face: list[int] | None = None,
-               skip_chunks: list[int] | None = None, id_noise: float = 0.15) -> Path:
+               skip_chunks: list[int] | None = None, id_noise: float = 0.15,
+               measured: list[int] | None = None, id_sample_every: int | None = None) -> Path:
     """Write ``root/orders/o1`` with chunks of a clean swap, then apply the requested defects.
 
     bad_identity: chunk -> frames whose swapped face is a stranger (calibrated cos ≈ 0);
     psnr: frame -> PSNR value; drop/duplicate: frame indices removed/written twice;
-    lost: frames where no face is found after the swap; no_face: frames without a target face.
+    lost: frames where no face is found after the swap; no_face: frames without a target face;
+    measured: the frames carrying an identity measurement (None: every frame, like older engines;
+    the others get ``id_measured`` false but keep their embedding, which the gate must ignore);
+    id_sample_every: the engine's sampling stride written to metrics.json.
     """
     rng = np.random.default_rng(seed)
     order = root / "orders" / "o1"
@@ -71,6 +75,8 @@ def make_order(root: Path, frames: int = 120, chunk_frames: int = 48, seed: int 
                             landmark_jitter_px=None, warnings=["no_face_in_target"])
                 u = np.full(dim, np.nan)
             us.append(u)
+            if measured is not None:
+                over["id_measured"] = bool(f in measured and np.isfinite(u).all())
             if f not in (drop or []):
                 rows.append(frame_row(f, i, **over))
             if f in (duplicate or []):
@@ -79,8 +85,11 @@ def make_order(root: Path, frames: int = 120, chunk_frames: int = 48, seed: int 
                          for u in us], np.float32)
         d = order / "swapped" / f"{i:05d}"
         d.mkdir(parents=True, exist_ok=True)
-        (d / "metrics.json").write_text(json.dumps({"order": "o1", "chunk": i, "start": c["start"], "end": c["end"],
-                                                   "recognizer": RECOGNIZER, "swapper": "classic", "frames": rows}))
+        doc = {"order": "o1", "chunk": i, "start": c["start"], "end": c["end"], "recognizer": RECOGNIZER,
+               "swapper": "classic", "frames": rows}
+        if id_sample_every is not None:
+            doc["id_sample_every"] = id_sample_every
+        (d / "metrics.json").write_text(json.dumps(doc))
         np.save(d / "embeddings.npy", embs)
         (d / "done.json").write_text(json.dumps({
             "spec_hash": "x", "engine_version": "test", "order": "o1", "chunk": i, "start": c["start"],

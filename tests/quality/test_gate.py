@@ -113,3 +113,43 @@ def test_calibrated_cosine_nan_rows_and_shape():
     assert s[0] == pytest.approx(1.0, abs=1e-5) and np.isnan(s[1]) and s[2] == pytest.approx(-1.0, abs=1e-5)
     with pytest.raises(LookupError):
         calibrated_cosine(src, embs, "no_such_recognizer")
+
+
+SAMPLED = [0, 20, 47, 48, 70, 95, 96, 110, 119]  # per 48-frame chunk: edges + one stratified pick
+
+
+def test_unmeasured_frames_neither_fail_nor_count(tmp_path):
+    """Identity is measured on a sample: a frame without a measurement cannot fail the identity
+    expectation (even with a stranger's embedding on disk) and is not "missing" either."""
+    order = make_order(tmp_path, bad_identity={1: [60, 61, 62]}, measured=SAMPLED, id_sample_every=32)
+    res = evaluate(str(order), ORDER, expected_frames=120)
+    assert res.passed, res.message()
+    assert res.summary["id_measured_frames"] == len(SAMPLED)
+    assert res.summary["id_measured"] == "0, 20, 47-48, 70, 95-96, 110, 119"
+    assert "9 with an identity measurement" in res.message()
+
+
+def test_a_bad_measured_frame_fails_naming_it(tmp_path):
+    order = make_order(tmp_path, bad_identity={1: [60, 70]}, measured=[*SAMPLED, 60], id_sample_every=32)
+    res = evaluate(str(order), ORDER, expected_frames=120)
+    assert not res.passed and res.failing_chunks == [1]
+    assert {(f["frame"], f["metric"]) for f in res.failures} == {(60, "id_cosine"), (70, "id_cosine")}
+
+
+def test_a_chunk_with_too_few_measurements_fails(tmp_path):
+    """One measured frame in a 48-frame chunk sampled every 32: its identity verdict would rest on
+    one frame, so the chunk fails (metric id_measured) instead of passing."""
+    order = make_order(tmp_path, measured=[0, 47, 48, 96, 119], id_sample_every=32)
+    res = evaluate(str(order), ORDER, expected_frames=120)
+    assert not res.passed and res.failing_chunks == [1]
+    (f,) = res.failures
+    assert (f["chunk"], f["frame"], f["metric"], f["value"], f["threshold"]) == (1, 48, "id_measured", 1, 2)
+    assert "id_measured" in res.message()
+    assert res.reswap_plan()[0]["chunk"] == 1  # re-running the chunk is the fix
+
+
+def test_older_metrics_without_sampling_fields_count_every_embedded_frame(tmp_path):
+    order = make_order(tmp_path, lost=[7])
+    res = evaluate(str(order), ORDER, expected_frames=120)
+    assert res.summary["id_measured_frames"] == 119  # every frame with an embedding
+    assert {f["metric"] for f in res.failures} == {"face_found_after"}

@@ -42,3 +42,12 @@ def test_price_from_environment(monkeypatch):
     monkeypatch.setenv("FACEFACTORY_PRICE_PER_GPU_S", "0.5")
     c = order_cost({0: {"frames": 10, "timings": {"total_s": 2.0}}}, device="gpu")
     assert c.price_per_gpu_s == 0.5 and c.estimated_cost_usd == pytest.approx(1.0)
+
+
+def test_report_says_which_frames_carry_an_identity_measurement(tmp_path):
+    order = make_order(tmp_path, measured=[0, 20, 47, 48, 60, 61, 62, 95, 96, 119], id_sample_every=48)
+    evaluate(str(order), {"min_id_cosine": 0.85, "min_psnr_db": 30}, 120)
+    build_report(str(order), {"order_id": "o1"}, emit_metrics=False)
+    html = (order / "report" / "index.html").read_text()
+    assert ('identity measured on 10 of 120 face frames' in html
+            and "0, 20, 47-48, 60-62, 95-96, 119" in html), html[html.find('id="id-measured"'):][:300]

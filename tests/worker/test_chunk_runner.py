@@ -196,10 +196,8 @@ def test_metrics_workers_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     import faceworker.chunk_runner as cr
 
     monkeypatch.delenv(METRICS_WORKERS_ENV, raising=False)
-    monkeypatch.setattr(cr, "usable_cpus", lambda: 1)
-    assert metrics_workers(500) == 0  # one CPU: inline
     monkeypatch.setattr(cr, "usable_cpus", lambda: 16)
-    assert metrics_workers(500) == 2
+    assert metrics_workers(500) == 0  # sampled identity: a few embeddings, inline costs less CPU
     monkeypatch.undo()
     assert 1 <= cr.usable_cpus() <= (os.cpu_count() or 1)  # the real one: affinity, cgroup quota
     monkeypatch.setenv(METRICS_WORKERS_ENV, "3")
@@ -210,6 +208,21 @@ def test_metrics_workers_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(METRICS_WORKERS_ENV, "many")
     with pytest.raises(BadInput):
         metrics_workers(500)
+
+
+def test_keep_originals_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    from faceworker.chunk_runner import KEEP_ORIGINALS_ENV, keep_originals
+
+    frame_720p = 1280 * 720 * 3 // 2
+    monkeypatch.delenv(KEEP_ORIGINALS_ENV, raising=False)
+    frame_1080p = 1920 * 1080 * 3 // 2
+    assert keep_originals(96, frame_720p) and keep_originals(96, frame_1080p) and keep_originals(375, frame_720p)
+    assert not keep_originals(375, frame_1080p)  # 1.17 GB: decoded again instead
+    monkeypatch.setenv(KEEP_ORIGINALS_ENV, "0")
+    assert not keep_originals(1, frame_720p)
+    monkeypatch.setenv(KEEP_ORIGINALS_ENV, "lots")
+    with pytest.raises(BadInput):
+        keep_originals(1, frame_720p)
 
 
 def test_runner_encoder_converts_in_python_exactly_n_frames(tmp_path: Path) -> None:
@@ -247,14 +260,16 @@ def test_runner_encoder_converts_in_python_exactly_n_frames(tmp_path: Path) -> N
 @pytest.mark.slow
 def test_metrics_worker_pool_gives_the_same_rows(tmp_path: Path, sample_dir: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """Real engine, one 30-frame chunk: metrics with embeddings in two worker processes equal the
-    inline ones (rows and embeddings.npy), and every frame with a face is measured."""
-    from faceworker.chunk_runner import METRICS_WORKERS_ENV
+    """Real engine, one 30-frame chunk: metrics with embeddings in two worker processes, and with the
+    originals decoded again instead of kept from the swap pass, equal the inline ones (rows and
+    embeddings.npy); every frame gets the cheap checks, a sample the identity."""
+    from faceworker.chunk_runner import KEEP_ORIGINALS_ENV, METRICS_WORKERS_ENV
 
     prepared_order(tmp_path, "o1", sample_dir, chunk_frames=30)
     results = {}
-    for workers in ("0", "2"):
-        monkeypatch.setenv(METRICS_WORKERS_ENV, workers)
+    for workers in ("0", "2", "decode"):  # "decode": originals decoded again, not kept by the swap pass
+        monkeypatch.setenv(METRICS_WORKERS_ENV, "0" if workers == "decode" else workers)
+        monkeypatch.setenv(KEEP_ORIGINALS_ENV, "0" if workers == "decode" else "512")
         sw = tmp_path / "orders/o1/swapped/00000"
         if sw.exists():
             (sw / "done.json").unlink()
@@ -263,8 +278,14 @@ def test_metrics_worker_pool_gives_the_same_rows(tmp_path: Path, sample_dir: Pat
         rows = json.loads((sw / "metrics.json").read_text())["frames"]
         embs = np.load(sw / "embeddings.npy")
         results[workers] = ([{k: v for k, v in r.items() if not k.startswith("t_")} for r in rows], embs)
-    (rows0, embs0), (rows2, embs2) = results["0"], results["2"]
-    assert rows0 == rows2
-    assert np.array_equal(embs0, embs2, equal_nan=True)
+    (rows0, embs0), (rows2, embs2), (rows_d, embs_d) = results["0"], results["2"], results["decode"]
+    assert rows0 == rows2 == rows_d  # kept originals are the decoded ones: the same rows
+    assert np.array_equal(embs0, embs2, equal_nan=True) and np.array_equal(embs0, embs_d, equal_nan=True)
     assert len(rows0) == 30 and all(r["face_found_after"] for r in rows0 if r["faces_target"])
-    assert sum(1 for r in rows0 if r["id_cosine_raw"] is not None) >= 29
+    # identity on a sample: exactly the rows that say so carry a cosine and an embedding
+    measured = [r["frame"] for r in rows0 if r["id_measured"]]
+    assert measured == [r["frame"] for r in rows0 if r["id_cosine_raw"] is not None]
+    assert measured == [i for i in range(30) if np.isfinite(embs0[i]).all()]
+    assert 0 in measured and 29 in measured and 3 <= len(measured) < 15, measured
+    assert all(r["id_reason"] for r in rows0 if r["id_measured"])
+    assert all(r["face_change"] is not None and r["face_change"] > 3 for r in rows0)  # every frame swapped

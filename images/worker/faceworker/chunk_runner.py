@@ -12,7 +12,6 @@ import math
 import os
 import resource
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import numpy as np
 from faceworker import video
 from faceworker.errors import BadInput
 from faceworker.frames import FrameView
+from faceworker.id_sampling import ID_SAMPLE_EVERY
 from faceworker.logs import Logger, Progress, get_logger
 from faceworker.masks import RegionMask
 from faceworker.spec import ChunkSpec, done_matches, done_record, sha256_bytes, spec_hash
@@ -97,11 +97,12 @@ def usable_cpus() -> int:
 def metrics_workers(frames: int) -> int:
     """Worker processes for the metrics pass's embeddings; 0 = inline.
 
-    FACEFACTORY_METRICS_WORKERS=N overrides. Default: 2 when at least 2 CPUs are usable. Measured
-    (docs/engine.md "Speed"): with 2 workers the metrics pass ran 1.6x and the whole chunk 1.3-1.4x
-    faster on the 2-core machine at load 3-4, ~7 % slower when other jobs oversubscribed it (load
-    6-7); each worker costs ~0.4 CPU-s to start and ~85 MB RSS. Short chunks (< MIN_FRAMES_FOR_WORKERS
-    frames) always embed inline: start-up would dominate."""
+    FACEFACTORY_METRICS_WORKERS=N overrides. Default: 0. The pass embeds only a sample of frames
+    plus the ones its cheap checks doubt (faceworker.id_sampling: ~5 of a 96-frame chunk, ~0.5
+    CPU-s), while each worker costs ~0.4 CPU-s to start and ~85 MB RSS: workers would only buy
+    wall time for CPU. Worth setting for chunks the checks doubt throughout (many embeddings)
+    on a machine with idle cores. Short chunks (< MIN_FRAMES_FOR_WORKERS frames) always embed
+    inline: start-up would dominate."""
     raw = os.environ.get(METRICS_WORKERS_ENV, "").strip()
     if raw:
         try:
@@ -109,7 +110,7 @@ def metrics_workers(frames: int) -> int:
         except ValueError as exc:
             raise BadInput(f"{METRICS_WORKERS_ENV} must be an integer, got {raw!r}") from exc
     else:
-        workers = 2 if usable_cpus() >= 2 else 0
+        workers = 0
     return workers if frames >= MIN_FRAMES_FOR_WORKERS else 0
 
 
@@ -215,6 +216,10 @@ class _MaskStore:
                     setattr(info, name, None)
         self._items.append((info, packed))
 
+    def peek(self, i: int) -> Any:
+        """Frame i's FrameInfo without rebuilding its masks (for the sampling plan)."""
+        return self._items[i][0]
+
     def get(self, i: int) -> Any:
         info, packed = self._items[i]
         for name, item in packed.items():
@@ -233,6 +238,44 @@ class _MaskStore:
         for name in packed:
             setattr(info, name, None)
         getattr(info, "drop_mask", lambda: None)()  # a mask the FrameInfo built from its RegionMask
+
+
+KEEP_ORIGINALS_ENV = "FACEFACTORY_METRICS_KEEP_MB"
+KEEP_ORIGINALS_MB = 1024  # default memory the swap pass may hold the chunk's original frames in
+
+
+def keep_originals(frames: int, frame_bytes: int) -> bool:
+    """Whether the swap pass keeps a copy of every original frame for the metrics pass.
+
+    Decoding the mezzanine a second time costs the metrics pass ~5-7 CPU-ms a 720p frame; a copy
+    ~0.2 ms, and 1.4 MB a 720p (3.1 MB a 1080p) frame until the pass ends: a 96-frame chunk holds
+    133 MB (300 MB), the 375-frame chunks of a 60 s order on two swap slots 518 MB at 720p. Above
+    FACEFACTORY_METRICS_KEEP_MB (default 1024; 0 = never) the metrics pass decodes the originals
+    again instead (a 375-frame 1080p chunk: 1.17 GB)."""
+    raw = os.environ.get(KEEP_ORIGINALS_ENV, "").strip()
+    try:
+        budget_mb = float(raw) if raw else KEEP_ORIGINALS_MB
+    except ValueError as exc:
+        raise BadInput(f"{KEEP_ORIGINALS_ENV} must be a number (MB), got {raw!r}") from exc
+    return budget_mb > 0 and frames * frame_bytes <= budget_mb * 1e6
+
+
+def _drain(kept: list[Any]) -> Any:
+    """Yield the kept frames in order, dropping each list slot as it goes (memory frees as the pass runs)."""
+    for i in range(len(kept)):
+        frame, kept[i] = kept[i], None
+        yield frame
+
+
+def _original_frames(mezz: Path, offset: int, frames: int, size: tuple[int, int], pix_fmt: str,
+                     kept: list[Any] | None = None) -> Any:
+    """The chunk's original frames for the metrics pass (one place to change where they come from):
+    the swap pass's copies when it kept them, else decoded again."""
+    if kept is not None:
+        if len(kept) != frames:
+            raise video.FFmpegError(f"kept {len(kept)} original frames, expected {frames}")
+        return _drain(kept)
+    return video.prefetch(video.read_frames(mezz, offset, offset + frames, size=size, pix_fmt=pix_fmt))
 
 
 def _cpu_s() -> float:
@@ -264,6 +307,7 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "faces_frames": sum(1 for r in rows if (r.get("faces_target") or 0) > 0),
         "swapped_frames": sum(1 for r in rows if r.get("swapped")),
         "face_found_after_frames": sum(1 for r in rows if r.get("face_found_after")),
+        "id_measured_frames": sum(1 for r in rows if r.get("id_measured", r.get("id_cosine_raw") is not None)),
         "mean_id_cosine_raw": round(float(np.mean(cos)), 4) if cos else None,
         "min_psnr_db": round(float(np.min(psnr)), 2) if psnr else None,
         "warnings": sorted({w for r in rows for w in (r.get("warnings") or [])}),
@@ -351,11 +395,18 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     try:
         # Frames stay I420 from decoder to encoder; only face regions are converted (faceworker.frames).
         i420 = mp.width % 2 == 0 and mp.height % 2 == 0 and getattr(session, "accepts_frame_view", False)
+        # the metrics pass compares I420 frames unless given its own `measure` (BGR): copies of the
+        # originals it can use are kept (the swap changes FrameViews in place), within a memory budget
+        reuse = measure is None and i420
+        kept: list[np.ndarray] | None = [] if reuse and keep_originals(
+            spec.frames, mp.width * mp.height * 3 // 2) else None
         frames = video.prefetch(video.read_frames(mezz, offset, offset + spec.frames, size=(mp.width, mp.height),
                                                   pix_fmt="yuv420p" if i420 else "bgr24"))
         for i in range(spec.frames):
             t0 = time.perf_counter()
             frame = next(frames)
+            if kept is not None:
+                kept.append(frame.copy())
             t1 = time.perf_counter()
             out, info = session.process(FrameView(i420=frame, width=mp.width, height=mp.height) if i420 else frame,
                                         spec.start + i)
@@ -386,22 +437,10 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
 
     # Metrics on the encoded output, against the original (mezzanine) frames.
     t0, c0 = time.perf_counter(), _cpu_s()
-    # The metrics pass embeds every output face in worker processes (dlib holds the GIL, so threads
-    # would not overlap it). A caller-supplied `measure` keeps the plain serial loop.
-    embedder = None
-    if measure is None:
-        from faceworker.faces import ChipEmbedder
-
-        embedder = ChipEmbedder(metrics_workers(spec.frames))
     analyzer = getattr(session, "analyzer", None)
     rows: list[dict[str, Any]] = []
     embs = np.full((spec.frames, source_emb.shape[0]), np.nan, np.float32)
-    originals = video.prefetch(video.read_frames(mezz, offset, offset + spec.frames, size=(mp.width, mp.height)))
-    outputs = video.prefetch(video.read_frames(seg_local, 0, spec.frames, size=(mp.width, mp.height)))
     mprog = Progress(log, spec.frames, event="metrics_progress")
-    from faceworker.metrics import start_measure
-
-    window: deque[tuple[int, Any]] = deque()  # rows whose embedding is computing in a worker
 
     def finish(i: int, row: dict[str, Any]) -> None:
         for key in EMBEDDING_KEYS:
@@ -414,21 +453,27 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
         rows.append(row)
         mprog.step(spec.start + i)
 
+    # I420 (no conversions) unless the size is odd or a caller-supplied `measure` (BGR frames) is given.
+    i420 = measure is None and mp.width % 2 == 0 and mp.height % 2 == 0
+    fmt = "yuv420p" if i420 else "bgr24"
+    originals = _original_frames(mezz, offset, spec.frames, (mp.width, mp.height), fmt,
+                                 kept if i420 else None)
+    kept = None
+    outputs = video.prefetch(video.read_frames(seg_local, 0, spec.frames, size=(mp.width, mp.height), pix_fmt=fmt))
+    embedder = None
     try:
-        for i, (orig, outf) in enumerate(zip(originals, outputs)):
-            info = infos.get(i)
-            if embedder is not None:
-                window.append((i, start_measure(orig, outf, info, source_emb, analyzer, embedder=embedder)))
-                while len(window) > 2 * embedder.workers + 2:
-                    j, pending = window.popleft()
-                    finish(j, pending.result())
-            else:
-                assert measure is not None  # no embedder only when the caller brought its own measure
-                finish(i, dict(measure(orig, outf, info, source_emb, analyzer)))
-            infos.release(i)
-        while window:
-            j, pending = window.popleft()
-            finish(j, pending.result())
+        if measure is None:
+            from faceworker.faces import ChipEmbedder
+            from faceworker.metrics_pass import ChunkMeasurer, measure_chunk
+
+            embedder = ChipEmbedder(metrics_workers(spec.frames))
+            measurer = ChunkMeasurer([infos.peek(i) for i in range(spec.frames)], mp.width, mp.height,
+                                     source_emb, analyzer, embedder, seed=spec.start, i420=i420)
+            measure_chunk(zip(originals, outputs), infos, spec.frames, measurer, finish)
+        else:
+            for i, (orig, outf) in enumerate(zip(originals, outputs)):
+                finish(i, dict(measure(orig, outf, infos.get(i), source_emb, analyzer)))
+                infos.release(i)
     finally:
         originals.close()
         outputs.close()
@@ -441,7 +486,7 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
 
     recognizer = getattr(getattr(analyzer, "recognizer", None), "name", "dlib_resnet_v1")
     metrics_doc = {"order": spec.order, "chunk": spec.chunk, "start": spec.start, "end": spec.end,
-                   "recognizer": recognizer, "swapper": spec.swapper, "enhancer": spec.enhancer,
+                   "recognizer": recognizer, "id_sample_every": ID_SAMPLE_EVERY if measure is None else 1, "swapper": spec.swapper, "enhancer": spec.enhancer,
                    "source_warnings": list(getattr(source, "warnings", []) or []), "frames": rows}
     summary = _summary(rows)
     t["total_s"] = time.perf_counter() - t_total

@@ -111,6 +111,10 @@ class DeferredEmbedding:
             self._value = self._future.result()[0] if self._future is not None else chip_descriptor(self.chip)[0]
         return self._value
 
+    def known(self) -> np.ndarray | None:
+        """The descriptor if something already computed it, else None (computes nothing)."""
+        return self._value
+
     def future(self, embedder: "ChipEmbedder") -> Any:
         """A Future of (descriptor, ms), submitted to `embedder` once however often it is asked."""
         if self._future is None:

@@ -31,6 +31,9 @@ class FrameInfo:
     yaw_deg: float | None = None
     landmark_jitter_px: float | None = None
     detected: bool = False  # full detection ran on this frame (vs tracking)
+    track_ids: list[int] = field(default_factory=list)  # the tracker's track per face (a new id: a new track)
+    cut: bool = False  # the tracker suspected a cut here (identity decided the face)
+    redetected: bool = False  # a full detection because the track was lost or doubtful (not periodic)
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # ms per stage
     _full_mask: np.ndarray | None = field(default=None, repr=False)
@@ -117,6 +120,9 @@ class SwapSession:
         t1 = time.perf_counter()
         info.timings["detect_ms"] = (t1 - t0) * 1e3
         info.detected = self.tracker.detected_last
+        info.cut = bool(getattr(self.tracker, "cut_last", False))
+        info.redetected = bool(getattr(self.tracker, "redetected_last", False))
+        info.track_ids = [t.track_id for t in self.tracker.tracks] if faces else []
         info.faces_target = max(self.tracker.faces_in_frame, len(faces)) if faces else self.tracker.faces_in_frame
         h, w = view.shape if view is not None else frame.shape[:2]
         if not faces:

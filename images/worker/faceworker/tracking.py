@@ -161,6 +161,7 @@ class FaceTracker:
         self._cut = False
         self.faces_in_frame = 0  # faces seen by the last detection
         self.detected_last = False
+        self.redetected_last = False  # the last full detection ran because a track was lost or doubtful
         self.counts = {"full": 0, "near": 0, "glide": 0}  # how each frame's tracks were found
 
     # -- public ----------------------------------------------------------------------------
@@ -172,16 +173,24 @@ class FaceTracker:
         """
         view = FrameView.of(frame)
         self.detected_last = False
+        self.redetected_last = False
         self._cut = False
-        if self.tracks and self._since_detect < self.full_every - 1 and self._follow(view):
+        due = not self.tracks or self._since_detect >= self.full_every - 1
+        if not due and self._follow(view):
             self._since_detect += 1
         else:
+            self.redetected_last = not due  # a track was lost or in doubt, not a periodic re-anchor
             self._detect(view, view.gray)
             self._empty_frames = 0 if self.tracks else self._empty_frames + 1
             self._since_detect = 0
             self.detected_last = True
             self.counts["full"] += 1
         return [self._face(t) for t in self.tracks]
+
+    @property
+    def cut_last(self) -> bool:
+        """The last `update` saw a face that did not look like the previous frame's (a cut?)."""
+        return self._cut
 
     # -- internals -------------------------------------------------------------------------
     def _follow(self, view: FrameView) -> bool:
