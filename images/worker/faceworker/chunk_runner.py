@@ -170,7 +170,8 @@ def load_reference(area: OrderArea, ref: str, tmp: Path) -> tuple[np.ndarray, by
 
 
 def _mezzanine_offset(area: OrderArea, spec: ChunkSpec) -> int:
-    """Index of spec.start inside chunks/<i>/segment.mkv (a reswap may cover part of a piece)."""
+    """Index of spec.start inside chunks/<i>/segment.mkv: a stream-copied piece starts at the key
+    frame `mezz_start` at/before the chunk (faceworker.gops), and a reswap may cover part of a chunk."""
     if not area.exists("chunks/chunks.json"):
         return 0
     for entry in area.read_json("chunks/chunks.json"):
@@ -178,7 +179,7 @@ def _mezzanine_offset(area: OrderArea, spec: ChunkSpec) -> int:
             if not (int(entry["start"]) <= spec.start and spec.end <= int(entry["end"])):
                 raise BadInput(f"frames [{spec.start}, {spec.end}) are outside chunk {spec.chunk} "
                                f"[{entry['start']}, {entry['end']})")
-            return spec.start - int(entry["start"])
+            return spec.start - int(entry.get("mezz_start", entry["start"]))
     raise BadInput(f"chunk {spec.chunk} is not in chunks/chunks.json")
 
 
