@@ -26,6 +26,7 @@ from faceworker.frames import FrameView
 from faceworker.logs import Logger, Progress, get_logger
 from faceworker.masks import RegionMask
 from faceworker.spec import ChunkSpec, done_matches, done_record, sha256_bytes, spec_hash
+from faceworker.thumbs import write_thumbnails
 from faceworker.workarea import OrderArea, WorkArea, open_store, scratch
 
 SessionFactory = Callable[..., Any]
@@ -440,6 +441,8 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     t["metrics_s"] = time.perf_counter() - t0
     t["metrics_cpu_s"] = _cpu_s() - c0
 
+    write_thumbnails(area, spec.chunk, spec.start, spec.end, str(mezz), offset, str(seg_local), rows,
+                     (mp.width, mp.height), log)
     recognizer = getattr(getattr(analyzer, "recognizer", None), "name", "dlib_resnet_v1")
     metrics_doc = {"order": spec.order, "chunk": spec.chunk, "start": spec.start, "end": spec.end,
                    "recognizer": recognizer, "swapper": spec.swapper, "enhancer": spec.enhancer,
