@@ -4,7 +4,9 @@ Runs the functions the DAG's tasks call (operators.media.ingest / split / merge,
 the QA report), each in a FRESH Python process so its imports are counted (`import_s`) apart from
 its work (`run_s`), on a private work root. The swaps in between run in-process (run_chunk, one
 chunk after the other; their time is not a stage here) and are checkpointed, so a second run of
-this script on the same --work reuses them. Also counts the `faceworker` processes each stage starts.
+this script on the same --work reuses them. Also counts the `faceworker` processes each stage starts,
+and takes each stage's CPU seconds (its process and every child it waited for): on a shared machine
+wall time follows the load, CPU time much less; ratios are given for both.
 
     faceworker sample --out /tmp/x --seconds 60 --size 1280x720
     python benchmarks/order_stages.py --media /tmp/x --work /tmp/x-work [--stages ingest,chunk,...]
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -101,13 +104,18 @@ def run_stage(stage: str, media: Path, work: Path) -> dict[str, Any]:
             "wall_s": round(import_s + run_s, 3), "faceworker_processes": counts, **extra}
 
 
-def bound(media: Path) -> float:
-    """ffmpeg decode + x264 veryfast crf 18 of the whole clip (the issue's bound)."""
+def _children_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def bound(media: Path) -> tuple[float, float]:
+    """(wall s, CPU s) of ffmpeg decode + x264 veryfast crf 18 of the whole clip (the issue's bound)."""
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _children_cpu_s()
         subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(media / "target.mp4"), "-an",
                         "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", f"{tmp}/b.mp4"], check=True)
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, _children_cpu_s() - c0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,19 +137,23 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     load0 = os.getloadavg()
     if not args.no_bound:
-        rows.append({"stage": "bound", "wall_s": round(bound(media), 3)})
+        wall, cpu = bound(media)
+        rows.append({"stage": "bound", "wall_s": round(wall, 3), "cpu_s": round(cpu, 3)})
         print(json.dumps(rows[-1]), flush=True)
     for stage in args.stages.split(","):
+        c0 = _children_cpu_s()
         proc = subprocess.run([sys.executable, __file__, "--media", str(media), "--work", str(work), "--one", stage],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"stage {stage} failed (exit {proc.returncode})")
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        rows[-1]["cpu_s"] = round(_children_cpu_s() - c0, 3)  # the stage's process and everything it ran
         print(json.dumps(rows[-1]), flush=True)
-    b = next((r["wall_s"] for r in rows if r["stage"] == "bound"), None)
+    b = next((r for r in rows if r["stage"] == "bound"), None)
     if b:
         for r in rows[1:]:
-            r["ratio_to_bound"] = round(r["wall_s"] / b, 3)
+            r["wall_ratio"] = round(r["wall_s"] / b["wall_s"], 3)
+            r["cpu_ratio"] = round(r["cpu_s"] / b["cpu_s"], 3)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"rows": rows, "load_before": load0, "load_after": os.getloadavg()}, indent=1))
     return 0
