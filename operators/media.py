@@ -354,8 +354,10 @@ def merge(order: dict[str, Any], ingested: dict[str, Any], cfg: RunConfig,
     oa = area(cfg, order_id)
     rel = f"output/{order_id}.mp4"
     with worker_env(cfg):
-        run_worker(["merge", "--work", work_root(cfg), "--order", order_id], timeout_s=timeout_s)
-        out_info = VideoInfo.from_probe(run_worker(["probe", oa.uri(rel)], timeout_s=120))
+        merged = run_worker(["merge", "--work", work_root(cfg), "--order", order_id], timeout_s=timeout_s)
+        # the merge command's result is its own probe of the file it wrote: no second engine
+        # process (and, on S3, no download of the output) just to probe it again
+        out_info = VideoInfo.from_probe({**merged, "audio": merged.get("audio_streams")})
         size = size_of(oa, rel)
     frames, fps = int(ingested["frames"]), float(ingested["fps"])
     if out_info.frames != frames:

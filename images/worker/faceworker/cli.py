@@ -210,7 +210,8 @@ def cmd_merge(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
         uri = area.publish(out_local, f"output/{args.order}.mp4")
     log.info("merged", frames=out.frames, duration=out.duration, audio=bool(out.audio))
     return {"order": args.order, "output": uri, "frames": out.frames, "duration": out.duration,
-            "fps": f"{out.fps.numerator}/{out.fps.denominator}", "audio_streams": len(out.audio)}
+            "fps": f"{out.fps.numerator}/{out.fps.denominator}", "width": out.width, "height": out.height,
+            "audio_streams": len(out.audio)}
 
 
 def cmd_sample(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
