@@ -26,7 +26,7 @@ from faceworker.frames import FrameView
 from faceworker.logs import Logger, Progress, get_logger
 from faceworker.masks import RegionMask
 from faceworker.spec import ChunkSpec, done_matches, done_record, sha256_bytes, spec_hash
-from faceworker.thumbs import write_thumbnails
+from faceworker.thumbs import Tap, write_thumbnails
 from faceworker.workarea import OrderArea, WorkArea, open_store, scratch
 
 SessionFactory = Callable[..., Any]
@@ -398,8 +398,9 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     analyzer = getattr(session, "analyzer", None)
     rows: list[dict[str, Any]] = []
     embs = np.full((spec.frames, source_emb.shape[0]), np.nan, np.float32)
-    originals = video.prefetch(video.read_frames(mezz, offset, offset + spec.frames, size=(mp.width, mp.height)))
-    outputs = video.prefetch(video.read_frames(seg_local, 0, spec.frames, size=(mp.width, mp.height)))
+    tap = Tap((mp.width, mp.height))  # QA thumbnails from the frames this pass decodes anyway
+    originals = tap.wrap(video.prefetch(video.read_frames(mezz, offset, offset + spec.frames, size=(mp.width, mp.height))), 0)
+    outputs = tap.wrap(video.prefetch(video.read_frames(seg_local, 0, spec.frames, size=(mp.width, mp.height))), 1)
     mprog = Progress(log, spec.frames, event="metrics_progress")
     from faceworker.metrics import start_measure
 
@@ -441,8 +442,7 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     t["metrics_s"] = time.perf_counter() - t0
     t["metrics_cpu_s"] = _cpu_s() - c0
 
-    write_thumbnails(area, spec.chunk, spec.start, spec.end, str(mezz), offset, str(seg_local), rows,
-                     (mp.width, mp.height), log)
+    write_thumbnails(area, spec.chunk, spec.start, spec.end, rows, tap, log)
     recognizer = getattr(getattr(analyzer, "recognizer", None), "name", "dlib_resnet_v1")
     metrics_doc = {"order": spec.order, "chunk": spec.chunk, "start": spec.start, "end": spec.end,
                    "recognizer": recognizer, "swapper": spec.swapper, "enhancer": spec.enhancer,
