@@ -106,14 +106,15 @@ def worker_env(cfg: RunConfig) -> Any:
     return worker_environment(work_root(cfg))
 
 
-def _bring_in(order_area: Any, src: uris.OrderUri, rel: str, cfg: RunConfig) -> dict[str, Any]:
-    """Copy one validated input into the work area (s3 sources HEAD-checked against the cap)."""
+def _bring_in(order_area: Any, src: uris.OrderUri, rel: str, cfg: RunConfig, digest: bool = True) -> dict[str, Any]:
+    """Put one validated input into the work area (s3 sources HEAD-checked against the cap; local
+    ones hard-linked when they share the work area's filesystem)."""
     from operators.s3.errors import S3PermanentError
     from operators.s3.workarea import bring_in
 
     source = src.uri if src.scheme == "s3" else str(src.path)
     try:
-        return bring_in(order_area, source, rel, max_bytes=cfg.caps.max_bytes)
+        return bring_in(order_area, source, rel, max_bytes=cfg.caps.max_bytes, digest=digest)
     except S3PermanentError as exc:
         raise BadOrder(f"cannot read {src.uri}: {exc}") from exc
 
@@ -171,6 +172,26 @@ def check_caps(info: VideoInfo, size_bytes: int, cfg: RunConfig) -> None:
             f"the target is {info.width}x{info.height}; the limit is "
             f"{caps.max_width}x{caps.max_height} (FACEFACTORY_MAX_WIDTH/HEIGHT)"
         )
+
+
+def probe_target(order_area: Any, target: uris.OrderUri, target_rel: str) -> dict[str, Any]:
+    """Probe the target in this process (engine API: two ffprobe demux passes, no decode), not in
+    a `faceworker probe` process that pays the engine's Python start-up for it. A local target is
+    probed where it lies; an s3 one is staged from the work area as the CLI would."""
+    import tempfile
+
+    from faceworker import errors, video
+
+    with tempfile.TemporaryDirectory(prefix="ff-probe-") as tmp:
+        local = target.path if target.scheme != "s3" else order_area.stage(target_rel, tmp)
+        try:
+            probe = video.probe(local).to_dict()
+        except errors.BadInput as exc:
+            raise BadOrder(f"faceworker probe: bad input: {exc}") from exc
+        except errors.WorkerError as exc:  # transient or an ffprobe failure: retryable
+            raise AirflowException(f"probe of the target failed: {exc}") from exc
+    probe["path"] = order_area.uri(target_rel)
+    return probe
 
 
 def normalise_cfr(order_area: Any, target_rel: str) -> dict[str, Any]:
@@ -243,12 +264,12 @@ def ingest(order: dict[str, Any], cfg: RunConfig, timeout_s: float = 1200,
     src_rel, tgt_rel = f"input/source{source.suffix}", f"input/target{target.suffix}"
     with worker_env(cfg):
         src_in = _bring_in(oa, source, src_rel, cfg)
-        tgt_in = _bring_in(oa, target, tgt_rel, cfg)
+        tgt_in = _bring_in(oa, target, tgt_rel, cfg, digest=False)
         ref_uri = None
         if reference is not None:
             ref_uri = _bring_in(oa, reference, f"input/reference{reference.suffix}", cfg)["uri"]
 
-        probe = run_worker(["probe", oa.uri(tgt_rel)], timeout_s=120)
+        probe = probe_target(oa, target, tgt_rel)
         info = VideoInfo.from_probe(probe)
         check_caps(info, size_of(oa, tgt_rel), cfg)
         video = oa.uri(tgt_rel)
@@ -350,8 +371,10 @@ def merge(order: dict[str, Any], ingested: dict[str, Any], cfg: RunConfig,
     oa = area(cfg, order_id)
     rel = f"output/{order_id}.mp4"
     with worker_env(cfg):
-        run_worker(["merge", "--work", work_root(cfg), "--order", order_id], timeout_s=timeout_s)
-        out_info = VideoInfo.from_probe(run_worker(["probe", oa.uri(rel)], timeout_s=120))
+        merged = run_worker(["merge", "--work", work_root(cfg), "--order", order_id], timeout_s=timeout_s)
+        # the merge command's result is its own probe of the file it wrote: no second engine
+        # process (and, on S3, no download of the output) just to probe it again
+        out_info = VideoInfo.from_probe({**merged, "audio": merged.get("audio_streams")})
         size = size_of(oa, rel)
     frames, fps = int(ingested["frames"]), float(ingested["fps"])
     if out_info.frames != frames:

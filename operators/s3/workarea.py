@@ -37,11 +37,14 @@ def order_area(work_root: str, order_id: str, settings: ClientSettings | None = 
 
 def bring_in(
     area: OrderArea, source: str | Path, rel: str, *, max_bytes: int | None, client: Any = None,
+    digest: bool = True,
 ) -> dict[str, Any]:
     """Put one order input (s3:// URI or an already-validated local path) at `rel` in the area.
 
-    s3 -> S3 area: server-side copy; s3 -> local area: download; local -> S3 area: upload.
-    Every s3:// source is HEAD-checked against `max_bytes` first. Returns size and sha256.
+    s3 -> S3 area: server-side copy; s3 -> local area: download; local -> S3 area: upload;
+    local -> local area: a hard link when both are on one filesystem (no bytes copied), else a copy.
+    Every s3:// source is HEAD-checked against `max_bytes` first. Returns size and sha256 (None for
+    a local source with `digest=False`: hashing a multi-GB video costs seconds nobody reads).
     """
     store = area.store
     dest_uri = area.uri(rel)
@@ -58,8 +61,25 @@ def bring_in(
         raise S3PermanentError(f"input {local} does not exist")
     if max_bytes is not None and local.stat().st_size > max_bytes:
         raise S3PermanentError(f"{local} is {local.stat().st_size} bytes, above the cap of {max_bytes}")
-    area.upload_from(local, rel)
-    return {"uri": dest_uri, "size": local.stat().st_size, "sha256": sha256_file(local), "source": str(local)}
+    if not (isinstance(store, LocalStore) and _link_in(local, Path(dest_uri))):
+        area.upload_from(local, rel)
+    return {"uri": dest_uri, "size": local.stat().st_size, "sha256": sha256_file(local) if digest else None,
+            "source": str(local)}
+
+
+def _link_in(local: Path, dest: Path) -> bool:
+    """Hard-link `local` to `dest` (atomically replacing it); False when the filesystem cannot
+    (another device, no link support) so the caller copies instead."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.link")
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(local, tmp)
+        os.replace(tmp, dest)
+        return True
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return False
 
 
 def _tagging(key: str) -> dict[str, str]:

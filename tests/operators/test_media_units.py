@@ -175,3 +175,50 @@ def test_concurrent_failures_are_all_recorded(tmp_path, monkeypatch) -> None:
                               "exception": RuntimeError(f"chunk {chunk} broke")})
     records = media.failure_records(WorkArea(str(tmp_path)).order("o-conc"))
     assert sorted(r["error"] for r in records) == [f"chunk {c} broke" for c in (0, 1, 2)]
+
+
+def test_local_inputs_are_hard_linked_into_a_local_work_area(tmp_path, monkeypatch) -> None:
+    import os
+
+    from faceworker.workarea import WorkArea
+    from operators.s3 import workarea as s3wa
+
+    src = tmp_path / "in" / "clip.mp4"
+    src.parent.mkdir()
+    src.write_bytes(b"x" * 1000)
+    area = WorkArea(tmp_path / "work").order("o1")
+    out = s3wa.bring_in(area, src, "input/target.mp4", max_bytes=None, digest=False)
+    dest = tmp_path / "work" / "orders" / "o1" / "input" / "target.mp4"
+    assert os.path.samefile(src, dest) and out["size"] == 1000 and out["sha256"] is None
+    assert s3wa.bring_in(area, src, "input/source.png", max_bytes=None)["sha256"] is not None
+    # a filesystem that cannot link (another device): the bytes are copied instead
+    monkeypatch.setattr(os, "link", lambda a, b: (_ for _ in ()).throw(OSError(18, "cross-device link")))
+    s3wa.bring_in(area, src, "input/again.mp4", max_bytes=None)
+    again = dest.with_name("again.mp4")
+    assert again.read_bytes() == src.read_bytes() and not os.path.samefile(src, again)
+    assert not list(dest.parent.glob(".*.link"))
+
+
+def test_ingest_probes_a_local_target_in_process(tmp_path, media_clip) -> None:
+    from faceworker.workarea import WorkArea
+    from operators import uris
+
+    area = WorkArea(tmp_path / "work").order("o1")
+    target = uris.OrderUri(scheme="file", path=media_clip)
+    probe = media.probe_target(area, target, "input/target.mp4")
+    assert probe["frames"] == 25 and probe["path"].endswith("orders/o1/input/target.mp4")
+    broken = tmp_path / "broken.mp4"
+    broken.write_text("not a video\n" * 10)
+    with pytest.raises(media.BadOrder, match="bad input"):
+        media.probe_target(area, uris.OrderUri(scheme="file", path=broken), "input/target.mp4")
+
+
+@pytest.fixture
+def media_clip(tmp_path):
+    import subprocess
+
+    clip = tmp_path / "clip.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc2=size=160x120:rate=25:duration=1", "-c:v", "libx264", "-preset", "ultrafast",
+                    "-pix_fmt", "yuv420p", str(clip)], check=True)
+    return clip

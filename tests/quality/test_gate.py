@@ -153,3 +153,27 @@ def test_older_metrics_without_sampling_fields_count_every_embedded_frame(tmp_pa
     res = evaluate(str(order), ORDER, expected_frames=120)
     assert res.summary["id_measured_frames"] == 119  # every frame with an embedding
     assert {f["metric"] for f in res.failures} == {"face_found_after"}
+
+
+def test_final_gate_reuses_the_validation_of_unchanged_inputs(tmp_path, monkeypatch):
+    """final_gate after a quality_gate with nothing to reswap: same frames, same suite, same
+    parameters -> the stored GX result is reused (no second validation); any change revalidates."""
+    import quality.gate as gate
+
+    order = make_order(tmp_path, psnr={70: 20.0})
+    first = evaluate(str(order), ORDER, expected_frames=120)
+    assert not first.passed and first.failing_chunks == [1]
+    calls = []
+    real = gate.validate_frames
+    monkeypatch.setattr(gate, "validate_frames", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = evaluate(str(order), ORDER, expected_frames=120, stage="final_gate")
+    assert calls == [] and again.failures == first.failures and again.summary["stage"] == "final_gate"
+    assert json.loads((order / "quality" / "final_gate.json").read_text())["meta"]["facefactory"]["stage"] == "final_gate"
+    evaluate(str(order), {**ORDER, "min_psnr_db": 10.0}, expected_frames=120, stage="final_gate")
+    assert calls == [1]  # another threshold
+    metrics = order / "swapped" / "00001" / "metrics.json"
+    doc = json.loads(metrics.read_text())
+    doc["frames"] = [{**r, "psnr_outside_db": 45.0} for r in doc["frames"]]  # the reswap fixed chunk 1
+    metrics.write_text(json.dumps(doc))
+    fixed = evaluate(str(order), ORDER, expected_frames=120, stage="final_gate")
+    assert calls == [1, 1] and fixed.passed

@@ -17,7 +17,7 @@ def test_report_from_failed_gate_names_failures(tmp_path):
     out = build_report(str(order), {"order_id": "o1", "swapper": "classic"}, retries={1: 2}, emit_metrics=False)
     html = (order / "report" / "index.html").read_text()
     assert "FAILED" in html and 'id="metrics-plot"' in html and "data:image/png;base64," in html
-    assert "contact sheet: not available" in html  # no target video in a synthetic order
+    assert "contact sheet: not available" in html  # no swap task wrote thumbnails in a synthetic order
     for needle in ("identity", "psnr_outside", "frame_unique", "id_cosine", "psnr_outside_db", "Self-healing"):
         assert needle in html
     assert (order / "report" / "metrics.png").stat().st_size > 5000
@@ -51,3 +51,49 @@ def test_report_says_which_frames_carry_an_identity_measurement(tmp_path):
     html = (order / "report" / "index.html").read_text()
     assert ('identity measured on 10 of 120 face frames' in html
             and "0, 20, 47-48, 60-62, 95-96, 119" in html), html[html.find('id="id-measured"'):][:300]
+
+
+def _write_thumbs(order, chunks, strangers=()):
+    """What each swap task writes (faceworker.thumbs): grey tiles whose level encodes the frame.
+    The synthetic rows' raw cosine is flat; the engine's own would be low for a stranger's face."""
+    import cv2
+    import numpy as np
+    from faceworker import thumbs
+
+    for c in chunks:
+        d = order / "swapped" / f"{c['chunk']:05d}"
+        rows = [{**r, "id_cosine_raw": 0.0} if r["frame"] in strangers else r
+                for r in json.loads((d / "metrics.json").read_text())["frames"]]
+        picks = thumbs.pick(rows, c["start"], c["end"], chunks[-1]["end"])
+        w, h = thumbs.tile_size(320, 180)
+        strip = np.vstack([np.hstack([np.full((h, w, 3), 2 * f % 256, np.uint8),
+                                      np.full((h, w, 3), 255 - 2 * f % 256, np.uint8)]) for f in picks])
+        cv2.imwrite(str(d / "thumbs.jpg"), strip)
+        (d / "thumbs.json").write_text(json.dumps({"tile_width": w, "tile_height": h, "frames": [
+            {"frame": f, "why": why, "row": k} for k, (f, why) in enumerate(picks.items())]}))
+
+
+def test_contact_sheet_from_the_swap_tasks_thumbnails(tmp_path):
+    import cv2
+    import numpy as np
+    from quality.contact import contact_sheet_png
+    from quality.frames import load_order_frames
+
+    order = make_order(tmp_path, bad_identity={1: [60, 61]}, psnr={100: 20.0})
+    of = load_order_frames(str(order))
+    _write_thumbs(order, of.chunks, strangers=(60, 61))
+    png, rows = contact_sheet_png(str(order), of.df, of.chunks)
+    picked = {r["frame"]: r["why"] for r in rows}
+    assert [f for f, why in picked.items() if why == "spread"] == [10, 30, 50, 70, 90, 110]
+    assert picked[60] == picked[61] == "worst identity" and picked[100] == "worst PSNR"
+    assert all(r["have_before"] and r["have_after"] for r in rows)
+    sheet = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    th = (sheet.shape[0] + 6) // len(rows) - 6
+    for k, r in enumerate(rows):  # below the label: the tile of exactly that frame, left and right
+        y = k * (th + 6) + th - 5
+        assert abs(int(sheet[y, 200, 0]) - 2 * r["frame"] % 256) <= 3, r
+        assert abs(int(sheet[y, 360 + 6 + 200, 0]) - (255 - 2 * r["frame"] % 256)) <= 3, r
+    evaluate(str(order), {"min_id_cosine": 0.85, "min_psnr_db": 30}, 120)
+    build_report(str(order), {"order_id": "o1"}, emit_metrics=False)
+    html = (order / "report" / "index.html").read_text()
+    assert 'id="contact-sheet"' in html and (order / "report" / "contact_sheet.png").exists()

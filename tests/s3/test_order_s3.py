@@ -152,7 +152,8 @@ def test_order_with_work_area_and_publish_on_s3(s3_order_env: dict[str, Any]) ->
         rel = {k[len("ff/orders/s3-good/"):] for k in work}
         for expected in ("input/source.png", "input/target.mp4", "input/probe.json", "input/source_embedding.npy",
                          "chunks/chunks.json", "chunks/00000/segment.mkv", "swapped/00000/segment.mp4",
-                         "swapped/00000/metrics.json", "swapped/00000/done.json", "quality/validation.json",
+                         "swapped/00000/metrics.json", "swapped/00000/thumbs.json", "swapped/00000/thumbs.jpg",
+                         "swapped/00000/done.json", "quality/validation.json",
                          "output/s3-good.mp4"):
             assert expected in rel, f"{expected} missing from the S3 work area: {sorted(rel)}"
         merged = s3.get_object(Bucket=b["work"], Key="ff/orders/s3-good/output/s3-good.mp4")["Body"].read()

@@ -26,6 +26,7 @@ from faceworker.id_sampling import ID_SAMPLE_EVERY
 from faceworker.logs import Logger, Progress, get_logger
 from faceworker.masks import RegionMask
 from faceworker.spec import ChunkSpec, done_matches, done_record, sha256_bytes, spec_hash
+from faceworker.thumbs import Tap, write_thumbnails
 from faceworker.workarea import OrderArea, WorkArea, open_store, scratch
 
 SessionFactory = Callable[..., Any]
@@ -171,7 +172,8 @@ def load_reference(area: OrderArea, ref: str, tmp: Path) -> tuple[np.ndarray, by
 
 
 def _mezzanine_offset(area: OrderArea, spec: ChunkSpec) -> int:
-    """Index of spec.start inside chunks/<i>/segment.mkv (a reswap may cover part of a piece)."""
+    """Index of spec.start inside chunks/<i>/segment.mkv: a stream-copied piece starts at the key
+    frame `mezz_start` at/before the chunk (faceworker.gops), and a reswap may cover part of a chunk."""
     if not area.exists("chunks/chunks.json"):
         return 0
     for entry in area.read_json("chunks/chunks.json"):
@@ -179,7 +181,7 @@ def _mezzanine_offset(area: OrderArea, spec: ChunkSpec) -> int:
             if not (int(entry["start"]) <= spec.start and spec.end <= int(entry["end"])):
                 raise BadInput(f"frames [{spec.start}, {spec.end}) are outside chunk {spec.chunk} "
                                f"[{entry['start']}, {entry['end']})")
-            return spec.start - int(entry["start"])
+            return spec.start - int(entry.get("mezz_start", entry["start"]))
     raise BadInput(f"chunk {spec.chunk} is not in chunks/chunks.json")
 
 
@@ -440,6 +442,7 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     analyzer = getattr(session, "analyzer", None)
     rows: list[dict[str, Any]] = []
     embs = np.full((spec.frames, source_emb.shape[0]), np.nan, np.float32)
+    tap = Tap((mp.width, mp.height))  # QA thumbnails from the frames this pass decodes anyway
     mprog = Progress(log, spec.frames, event="metrics_progress")
 
     def finish(i: int, row: dict[str, Any]) -> None:
@@ -456,10 +459,11 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     # I420 (no conversions) unless the size is odd or a caller-supplied `measure` (BGR frames) is given.
     i420 = measure is None and mp.width % 2 == 0 and mp.height % 2 == 0
     fmt = "yuv420p" if i420 else "bgr24"
-    originals = _original_frames(mezz, offset, spec.frames, (mp.width, mp.height), fmt,
-                                 kept if i420 else None)
+    originals = tap.wrap(_original_frames(mezz, offset, spec.frames, (mp.width, mp.height), fmt,
+                                          kept if i420 else None), 0)
     kept = None
-    outputs = video.prefetch(video.read_frames(seg_local, 0, spec.frames, size=(mp.width, mp.height), pix_fmt=fmt))
+    outputs = tap.wrap(video.prefetch(video.read_frames(seg_local, 0, spec.frames, size=(mp.width, mp.height),
+                                                        pix_fmt=fmt)), 1)
     embedder = None
     try:
         if measure is None:
@@ -484,6 +488,7 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     t["metrics_s"] = time.perf_counter() - t0
     t["metrics_cpu_s"] = _cpu_s() - c0
 
+    write_thumbnails(area, spec.chunk, spec.start, spec.end, rows, tap, log)
     recognizer = getattr(getattr(analyzer, "recognizer", None), "name", "dlib_resnet_v1")
     metrics_doc = {"order": spec.order, "chunk": spec.chunk, "start": spec.start, "end": spec.end,
                    "recognizer": recognizer, "id_sample_every": ID_SAMPLE_EVERY if measure is None else 1, "swapper": spec.swapper, "enhancer": spec.enhancer,

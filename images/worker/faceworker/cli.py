@@ -134,7 +134,7 @@ def cmd_embed(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
 
 
 def cmd_split(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
-    from faceworker import video
+    from faceworker import gops, video
 
     area = _area(args)
     rel = _target_rel(area)
@@ -143,7 +143,11 @@ def cmd_split(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
         pr = video.probe(src)
         local_chunks = area.local_path("chunks")
         out_dir = local_chunks if local_chunks is not None else tmp / "chunks"
-        chunks, norm = video.split(src, out_dir, args.chunk_frames, pr)
+        chunks = gops.split_copy(src, out_dir, args.chunk_frames, pr)
+        if chunks is not None:
+            norm, mode = pr, "copy"
+        else:  # VFR, odd size, rotation, other pixel formats, unusual GOPs: re-encode losslessly
+            (chunks, norm), mode = video.split(src, out_dir, args.chunk_frames, pr), "reencode"
         if local_chunks is None:
             for c in chunks:
                 area.publish(out_dir / f"{c['chunk']:05d}" / "segment.mkv", area.chunk_rel(c["chunk"]))
@@ -152,8 +156,9 @@ def cmd_split(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
                 if int(stale.name) >= len(chunks):
                     shutil.rmtree(stale)
         area.write_json("chunks/chunks.json", chunks)
-    log.info("split", chunks=len(chunks), frames=norm.frames, normalised=pr.needs_normalisation)
-    return {"order": args.order, "chunks": chunks, "frames": norm.frames,
+    log.info("split", chunks=len(chunks), frames=norm.frames, normalised=pr.needs_normalisation, mode=mode,
+             lead_in_frames=sum(c["start"] - c.get("mezz_start", c["start"]) for c in chunks))
+    return {"order": args.order, "chunks": chunks, "frames": norm.frames, "mode": mode,
             "fps": f"{norm.fps.numerator}/{norm.fps.denominator}", "width": norm.width, "height": norm.height,
             "normalised": pr.needs_normalisation, "source": area.uri(rel)}
 
@@ -205,7 +210,8 @@ def cmd_merge(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
         uri = area.publish(out_local, f"output/{args.order}.mp4")
     log.info("merged", frames=out.frames, duration=out.duration, audio=bool(out.audio))
     return {"order": args.order, "output": uri, "frames": out.frames, "duration": out.duration,
-            "fps": f"{out.fps.numerator}/{out.fps.denominator}", "audio_streams": len(out.audio)}
+            "fps": f"{out.fps.numerator}/{out.fps.denominator}", "width": out.width, "height": out.height,
+            "audio_streams": len(out.audio)}
 
 
 def cmd_sample(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
