@@ -179,9 +179,14 @@ def _initialise_versioned_routes(app: Any) -> None:
 
 
 def _import_all(modules: Iterable[str]) -> None:
+    """Import each module; "module:function" also calls that function (e.g. a library's own lazy
+    imports, such as quality.suite:preload for Great Expectations)."""
     for name in modules:
+        module_name, _, call = name.partition(":")
         try:
-            importlib.import_module(name)
+            module = importlib.import_module(module_name)
+            if call:
+                getattr(module, call)()
         except Exception:  # noqa: BLE001 - only a speed-up: the task imports it itself otherwise
             log.warning("could not pre-import %s", name, exc_info=True)
 
@@ -197,6 +202,7 @@ def run_dag(dag: Any, *, run_id: str, conf: dict[str, Any], parallelism: int,
         raise RuntimeError("Airflow's ORM is not configured")
     session = settings.Session()
     scheduler_dag, run = _create_run(dag, run_id, conf, session)
+    _share_execution_api()  # before the first fork: built once, not by every task
     children: dict[int, Any] = {}
     warmed = False
     try:
@@ -227,8 +233,7 @@ def run_dag(dag: Any, *, run_id: str, conf: dict[str, Any], parallelism: int,
                     _run_child(ti, dag.task_dict[ti.task_id])
                 children[pid] = ti
                 log.info("started %s (pid %d, %d running)", ti.key, pid, len(children))
-            if not warmed and children:  # while the first task runs: set up what every later task needs
-                _share_execution_api()
+            if not warmed and children:  # while the first task runs: import what later tasks need
                 _import_all(prewarm)
                 warmed = True
             if children:

@@ -31,7 +31,8 @@ EXIT_FAILED = 1
 EXIT_INVALID = 2
 #: modules the order's tasks import lazily (Great Expectations, pandas, matplotlib, boto3): imported
 #: once by `order run` while ingest runs, inherited by every forked task (facefactory.parallel_run)
-PREWARM = ("quality.gate", "quality.report", "operators.publish", "operators.s3.workarea")
+PREWARM = ("quality.gate", "quality.suite:preload", "quality.report", "operators.publish",
+           "operators.s3.workarea")
 
 
 def register(subparsers: Any) -> None:
