@@ -399,7 +399,8 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     rows: list[dict[str, Any]] = []
     embs = np.full((spec.frames, source_emb.shape[0]), np.nan, np.float32)
     tap = Tap((mp.width, mp.height))  # QA thumbnails from the frames this pass decodes anyway
-    originals = tap.wrap(video.prefetch(video.read_frames(mezz, offset, offset + spec.frames, size=(mp.width, mp.height))), 0)
+    originals = tap.wrap(video.prefetch(video.read_frames(mezz, offset, offset + spec.frames,
+                                                          size=(mp.width, mp.height))), 0)
     outputs = tap.wrap(video.prefetch(video.read_frames(seg_local, 0, spec.frames, size=(mp.width, mp.height))), 1)
     mprog = Progress(log, spec.frames, event="metrics_progress")
     from faceworker.metrics import start_measure
