@@ -168,7 +168,8 @@ def test_final_gate_reuses_the_validation_of_unchanged_inputs(tmp_path, monkeypa
     monkeypatch.setattr(gate, "validate_frames", lambda *a, **k: calls.append(1) or real(*a, **k))
     again = evaluate(str(order), ORDER, expected_frames=120, stage="final_gate")
     assert calls == [] and again.failures == first.failures and again.summary["stage"] == "final_gate"
-    assert json.loads((order / "quality" / "final_gate.json").read_text())["meta"]["facefactory"]["stage"] == "final_gate"
+    stored = json.loads((order / "quality" / "final_gate.json").read_text())
+    assert stored["meta"]["facefactory"]["stage"] == "final_gate"
     evaluate(str(order), {**ORDER, "min_psnr_db": 10.0}, expected_frames=120, stage="final_gate")
     assert calls == [1]  # another threshold
     metrics = order / "swapped" / "00001" / "metrics.json"

@@ -137,7 +137,8 @@ def test_end_to_end_sample_order(tmp_path: Path, sample_dir: Path) -> None:
         assert sum(r["swapped"] for r in rows) >= 0.9 * len(rows)
         assert min(r["psnr_outside_db"] for r in rows if r["psnr_outside_db"] is not None) >= 30
         thumbs = json.loads((Path(res["metrics"]).parent / "thumbs.json").read_text())  # for the QA report
-        assert thumbs["frames"][0]["frame"] == c["start"] and (thumbs["tile_width"], thumbs["tile_height"]) == (320, 180)
+        assert thumbs["frames"][0]["frame"] == c["start"]
+        assert (thumbs["tile_width"], thumbs["tile_height"]) == (320, 180)
         strip = cv2.imread(str(Path(res["metrics"]).parent / "thumbs.jpg"))
         assert strip.shape == (180 * len(thumbs["frames"]), 640, 3)
     # checkpoint through the CLI: same args -> cached at once

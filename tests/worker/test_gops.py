@@ -77,3 +77,29 @@ def test_a_cut_that_does_not_verify_leaves_nothing(tmp_path: Path, bframes: Path
     monkeypatch.setattr(gops, "plan", shifted)
     assert gops.split_copy(bframes, tmp_path, 20, video.probe(bframes)) is None
     assert not list(tmp_path.rglob("*.mkv"))
+
+
+def test_a_reswap_of_part_of_a_chunk_reads_from_its_pieces_key_frame(tmp_path: Path, bframes: Path) -> None:
+    """chunk_runner's offset into the piece: from `mezz_start` (stream copy), or from `start` for
+    chunks.json written before pieces had a lead-in; a range outside the chunk is refused."""
+    from faceworker.chunk_runner import _mezzanine_offset
+    from faceworker.errors import BadInput
+    from faceworker.spec import ChunkSpec
+    from faceworker.workarea import WorkArea
+
+    area = WorkArea(tmp_path).order("o1")
+    chunks = gops.split_copy(bframes, tmp_path / "orders" / "o1" / "chunks", 20, video.probe(bframes))
+    assert chunks is not None and chunks[2]["mezz_start"] == 25  # chunk 2 = [40, 60)
+    area.write_json("chunks/chunks.json", chunks)
+
+    def spec(start: int, end: int) -> ChunkSpec:
+        return ChunkSpec(work=str(tmp_path), order="o1", chunk=2, start=start, end=end)
+
+    offset = _mezzanine_offset(area, spec(47, 55))  # a reswap of frames [47, 55) of chunk 2
+    assert offset == 22
+    got = list(video.read_frames(area.local_path(area.chunk_rel(2)), offset, offset + 8, size=(320, 180)))
+    assert all(np.array_equal(a, b) for a, b in zip(got, list(video.read_frames(bframes))[47:55]))
+    area.write_json("chunks/chunks.json", [{k: c[k] for k in ("chunk", "start", "end")} for c in chunks])
+    assert _mezzanine_offset(area, spec(47, 55)) == 7  # an old listing: the piece starts at `start`
+    with pytest.raises(BadInput, match="outside chunk 2"):
+        _mezzanine_offset(area, spec(35, 55))

@@ -3,8 +3,9 @@
 Why here: the report used to decode the whole target and every swapped segment to draw a dozen
 frames (as long as the ffmpeg bound itself). The swap task's metrics pass already decodes every
 original and swapped frame of the chunk and measures them, so a `Tap` on those two frame streams
-keeps a small tile of each, and the task writes the few the report may show: `swapped/<i>/thumbs.jpg` (one row per frame: original | swapped, each
-`tile_width` wide) and `swapped/<i>/thumbs.json` (frame, why, row). Picked: the chunk's first
+keeps a small tile of each, and the task writes the few the report may show:
+`swapped/<i>/thumbs.jpg` (one row per frame: original | swapped, each `tile_width` wide) and
+`swapped/<i>/thumbs.json` (frame, why, row). Picked: the chunk's first
 frame, the order's evenly spread frames that fall in the chunk (the report's "spread" rows), and
 the chunk's worst frames by its own identity cosine and PSNR (candidates for the order's worst).
 """
