@@ -15,7 +15,7 @@ IMAGE_TAG ?= dev
 help:
 	@echo "make demo   - install everything (ffmpeg, .venv, Airflow DB) and run the sample order end to end"
 	@echo "make test   - set up, then run the whole test suite (.venv/bin/pytest)"
-	@echo "make bench  - engine fps vs the ffmpeg bound, and the order overhead of Airflow"
+	@echo "make bench  - engine fps vs the ffmpeg bound, Airflow overhead, whole 60 s orders vs the bound"
 	@echo "make images - build the worker and Airflow container images (docker)"
 	@echo "make lint   - byte-compile, DAG import check, Dockerfile lint"
 
@@ -36,6 +36,7 @@ test-fast:
 bench: setup
 	$(PY) benchmarks/engine_fps.py --seconds 2 --sizes 1280x720
 	$(PY) scripts/bench_order_overhead.py
+	$(PY) benchmarks/order_throughput.py --seconds 60 --sizes 1280x720,1920x1080
 
 images:
 	@command -v docker >/dev/null || { echo "docker is not installed"; exit 1; }
