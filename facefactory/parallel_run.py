@@ -178,17 +178,16 @@ def _initialise_versioned_routes(app: Any) -> None:
         todo.extend(r.app for r in getattr(current, "routes", None) or [] if getattr(r, "app", None) is not None)
 
 
-def _import_all(modules: Iterable[str]) -> None:
-    """Import each module; "module:function" also calls that function (e.g. a library's own lazy
+def _prewarm(name: str) -> None:
+    """Import one module; "module:function" also calls that function (e.g. a library's own lazy
     imports, such as quality.suite:preload for Great Expectations)."""
-    for name in modules:
-        module_name, _, call = name.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-            if call:
-                getattr(module, call)()
-        except Exception:  # noqa: BLE001 - only a speed-up: the task imports it itself otherwise
-            log.warning("could not pre-import %s", name, exc_info=True)
+    module_name, _, call = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        if call:
+            getattr(module, call)()
+    except Exception:  # noqa: BLE001 - only a speed-up: the task imports it itself otherwise
+        log.warning("could not pre-import %s", name, exc_info=True)
 
 
 def run_dag(dag: Any, *, run_id: str, conf: dict[str, Any], parallelism: int,
@@ -204,7 +203,7 @@ def run_dag(dag: Any, *, run_id: str, conf: dict[str, Any], parallelism: int,
     scheduler_dag, run = _create_run(dag, run_id, conf, session)
     _share_execution_api()  # before the first fork: built once, not by every task
     children: dict[int, Any] = {}
-    warmed = False
+    warm_up = list(prewarm)  # imported one at a time while tasks run, checking on them in between
     try:
         while run.state == DagRunState.RUNNING:
             session.expire_all()
@@ -233,10 +232,10 @@ def run_dag(dag: Any, *, run_id: str, conf: dict[str, Any], parallelism: int,
                     _run_child(ti, dag.task_dict[ti.task_id])
                 children[pid] = ti
                 log.info("started %s (pid %d, %d running)", ti.key, pid, len(children))
-            if not warmed and children:  # while the first task runs: import what later tasks need
-                _import_all(prewarm)
-                warmed = True
-            if children:
+            if children and warm_up:
+                _prewarm(warm_up.pop(0))
+                _reap(children, scheduler_dag, session, wait_s=0.0)
+            elif children:
                 _reap(children, scheduler_dag, session, wait_s=IDLE_POLL_S)
             else:
                 time.sleep(IDLE_POLL_S if not ready else CHILD_POLL_S)  # e.g. a retry delay
