@@ -204,6 +204,7 @@ def run_dag(dag: Any, *, run_id: str, conf: dict[str, Any], parallelism: int,
     _share_execution_api()  # before the first fork: built once, not by every task
     children: dict[int, Any] = {}
     warm_up = list(prewarm)  # imported one at a time while tasks run, checking on them in between
+    seen: set[tuple[str, int, Any]] = set()  # (task, map index, state) of the last round
     try:
         while run.state == DagRunState.RUNNING:
             session.expire_all()
@@ -215,9 +216,11 @@ def run_dag(dag: Any, *, run_id: str, conf: dict[str, Any], parallelism: int,
                 ti.scheduled_dttm = timezone.utcnow()
             session.commit()
             running = {ti.key for ti in children.values()}
+            tis = run.get_task_instances(session=session)
+            states = {(ti.task_id, ti.map_index, ti.state) for ti in tis}
+            changed, seen = states != seen, states
             ready = sorted(
-                (ti for ti in run.get_task_instances(session=session)
-                 if ti.state == TaskInstanceState.SCHEDULED and ti.key not in running),
+                (ti for ti in tis if ti.state == TaskInstanceState.SCHEDULED and ti.key not in running),
                 key=lambda ti: (-(ti.priority_weight or 0), ti.task_id, ti.map_index),
             )
             for ti in ready:
@@ -237,8 +240,9 @@ def run_dag(dag: Any, *, run_id: str, conf: dict[str, Any], parallelism: int,
                 _reap(children, scheduler_dag, session, wait_s=0.0)
             elif children:
                 _reap(children, scheduler_dag, session, wait_s=IDLE_POLL_S)
-            else:
-                time.sleep(IDLE_POLL_S if not ready else CHILD_POLL_S)  # e.g. a retry delay
+            elif not changed:  # nothing ran and nothing moved: e.g. a retry delay
+                time.sleep(IDLE_POLL_S)
+            # else: go round at once (a skipped task, say, makes its downstream ready next round)
             run.refresh_from_db(session=session)
     finally:
         for pid in list(children):  # interrupted: take the children down with us
