@@ -132,6 +132,8 @@ class AirflowEnv:
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.log_ports[0]),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.log_ports[1]),
             "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
+            # Deadlines are on where a scheduler runs (facefactory.deadlines); set false to opt out.
+            "FACEFACTORY_DEADLINE_ENABLED": env.get("FACEFACTORY_DEADLINE_ENABLED") or "true",
         })
         env.update(self.extra_env)
         return env

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from facefactory import deadlines
 from facefactory.airflow_env import AirflowEnv, embedded_airflow_home, facefactory_home
 from facefactory.supervisor import RestartBudget, give_up_line, restart_line
 
@@ -46,6 +47,7 @@ def cmd_up(args: argparse.Namespace) -> int:
               f"trigger form: {env.url}/dags/face_swap_order  (button 'Trigger')\n"
               f"REST API:     {env.url}/api/v2  (token: POST {env.url}/auth/token)\n"
               f"logs:         {env.log_dir}\n"
+              f"{deadlines.summary(env.environ(), str(env.ff_home / 'deadline_misses.jsonl'))}\n"
               "Press Ctrl-C to stop.", flush=True)
         return supervise(env, RestartBudget(limit=args.max_restarts, window_s=args.restart_window_s))
     except KeyboardInterrupt:
