@@ -63,6 +63,23 @@ def _component(up: psutil.Process, name: str, not_pid: int = 0, timeout: float =
     raise AssertionError(f"no {name} under up: {[c.cmdline() for c in up.children()]}")
 
 
+def _wait_for_order_dag(url: str, timeout: float = 180) -> None:
+    """The dag-processor parses DAG files every 30 s under `up`: wait for face_swap_order."""
+    token = fetch_token(ServerConfig(url, "admin", "up-test-pw"))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        req = urllib.request.Request(f"{url}/api/v2/dags/face_swap_order",
+                                     headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(2)
+    raise AssertionError(f"face_swap_order not parsed within {timeout}s")
+
+
 def test_up_restarts_a_dead_component_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     from faceworker.sample import build_sample_order
 
@@ -99,6 +116,7 @@ def test_up_restarts_a_dead_component_and_ctrl_c_stops_everything(tmp_path: Path
         assert proc.poll() is None  # the others kept running
         _component(up, "scheduler", not_pid=scheduler.pid)
 
+        _wait_for_order_dag(url)
         client = OrderClient(ServerConfig(url, "admin", "up-test-pw"))
         order = {"order_id": "up-after-restart", "source": Path(sample["source"]).as_uri(),
                  "target": Path(sample["target"]).as_uri(), "min_id_cosine": 0.0, "min_psnr_db": 10}
@@ -114,12 +132,12 @@ def test_up_restarts_a_dead_component_and_ctrl_c_stops_everything(tmp_path: Path
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
+    time.sleep(1)  # the reader thread gets the last lines
     while not lines.empty():
         seen.append(lines.get())
     rest = "".join(seen)
     assert proc.returncode == 0, rest[-4000:]
     assert "stopped." in rest
-    time.sleep(1)
     alive = [c for c in everything if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert alive == [], [c.cmdline() for c in alive]
     with pytest.raises(OSError):
