@@ -50,7 +50,8 @@ def test_bulk_inbox_two_valid_one_invalid(airflow_server: AirflowServer) -> None
     assert states["scan"] == "success" and states["file_processed"] == "success"
     assert states["report"] == "failed"
     report = _report_log(airflow_server, "scan-1")
-    assert "1 manifest(s) rejected" in report and "c-bad.json: chunk_frames" in report, report
+    assert "1 manifest(s) rejected" in report and "c-bad.json: " in report, report
+    assert "chunk_frames: must be a whole number" in report and "swapper: must be one of" in report
     assert {states["trigger_order[0]"], states["trigger_order[1]"]} == {"success"}
 
     reason = json.loads((inbox / "rejected" / "c-bad.json.reason.json").read_text())
