@@ -1,6 +1,10 @@
 """bulk_orders: turn order manifests dropped in an inbox into face_swap_order runs.
 
     scan (validate; reject bad manifests now) -> trigger_order[order] (mapped) -> file_processed
+                                                                                -> report
+
+`report` fails (no retry) when the scan rejected a manifest, so such a scan run shows red in
+the UI with the reasons in its log; the valid manifests' orders were started all the same.
 
 Runs on a cron (FACEFACTORY_BULK_SCHEDULE, default every 5 minutes, 'none' = manual only; read
 from the environment because the schedule is needed at parse time) and on demand (Trigger
@@ -17,6 +21,7 @@ from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from operators import bulk
 
@@ -59,7 +64,8 @@ def bulk_orders() -> None:
         print(f"inbox {inbox_url}: {len(plan.triggers)} runs from {len(plan.accepted)} manifests, "
               f"{len(plan.rejected)} rejected, {len(plan.deferred)} deferred (cap {cap})")
         return {"inbox": inbox_url, "triggers": plan.triggers, "accepted": plan.accepted,
-                "rejected": sorted(plan.rejected), "deferred": plan.deferred}
+                "rejected": sorted(plan.rejected), "rejections": plan.rejected,
+                "deferred": plan.deferred}
 
     @task
     def trigger_kwargs(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -69,6 +75,14 @@ def bulk_orders() -> None:
     def file_processed(result: dict[str, Any]) -> list[str]:
         """Only after every trigger succeeded (or found its run): move manifests to processed/."""
         return bulk.file_processed(bulk.open_inbox(result["inbox"]), result["accepted"])
+
+    @task(trigger_rule="none_failed")
+    def report(result: dict[str, Any]) -> str:
+        """Make rejections visible: a green run means every manifest was taken (or deferred)."""
+        text = bulk.rejection_report(result.get("rejections") or {}, result["inbox"])
+        if text:
+            raise AirflowFailException(text)
+        return "no manifest rejected"
 
     result = scan()
     triggered = TriggerDagRunOperator.partial(
@@ -83,7 +97,7 @@ def bulk_orders() -> None:
         openlineage_inject_parent_info=False,
         map_index_template="{{ task.trigger_run_id }}",
     ).expand_kwargs(trigger_kwargs(result))
-    triggered >> file_processed(result)
+    triggered >> file_processed(result) >> report(result)
 
 
 bulk_orders()

@@ -65,6 +65,9 @@ class AirflowEnv:
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
+    # Process groups of components that exited and were restarted: their children (e.g. task
+    # runners of a dead scheduler) may still be finishing a task; stop() ends them too.
+    _old_groups: list[subprocess.Popen] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -110,6 +113,9 @@ class AirflowEnv:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
             "AIRFLOW__CORE__FERNET_KEY": keys["fernet_key"],
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.airflow_home / 'airflow.db'}",
+            # SQLite waits for its write lock instead of failing after 5 s (facefactory.sqlite_db).
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "facefactory.sqlite_db.CONNECT_ARGS",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": "facefactory.sqlite_db.ASYNC_CONNECT_ARGS",
             "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt_secret"],
             "AIRFLOW__API__SECRET_KEY": keys["secret_key"],
             "AIRFLOW__API__HOST": self.host,
@@ -126,6 +132,8 @@ class AirflowEnv:
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.log_ports[0]),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.log_ports[1]),
             "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
+            # Deadlines are on where a scheduler runs (facefactory.deadlines); set false to opt out.
+            "FACEFACTORY_DEADLINE_ENABLED": env.get("FACEFACTORY_DEADLINE_ENABLED") or "true",
         })
         env.update(self.extra_env)
         return env
@@ -168,6 +176,13 @@ class AirflowEnv:
             self.procs[name] = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
                                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
+    def restart(self, name: str) -> None:
+        """Start an exited component again. Its old process group is kept (a dead scheduler's
+        task runners may be finishing their task) and ended by stop()."""
+        old = self.procs.pop(name)
+        self._old_groups.append(old)
+        self.start((name,))
+
     def dead(self) -> dict[str, int]:
         """Components that exited, with their exit codes."""
         return {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
@@ -194,10 +209,10 @@ class AirflowEnv:
             time.sleep(1)
         raise TimeoutError(f"airflow not ready after {timeout}s ({last})\n" + self.tail_logs())
 
-    def tail_logs(self, chars: int = 2000) -> str:
+    def tail_logs(self, chars: int = 2000, names: tuple[str, ...] | None = None) -> str:
         """Last lines of each component's log (for error messages)."""
         out = []
-        for name in self.procs:
+        for name in names or tuple(self.procs):
             path = self.log_dir / f"{name}.log"
             if path.exists():
                 out.append(f"--- {name} ---\n{path.read_text(errors='replace')[-chars:]}")
@@ -205,11 +220,11 @@ class AirflowEnv:
 
     def stop(self, grace_s: float = 20) -> None:
         """SIGTERM every process group, then SIGKILL what is left after grace_s."""
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                _signal_group(proc, signal.SIGTERM)
+        procs = [*self.procs.values(), *self._old_groups]
+        for proc in procs:  # also groups whose leader exited: their children may not have
+            _signal_group(proc, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
-        for proc in self.procs.values():
+        for proc in procs:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -217,6 +232,7 @@ class AirflowEnv:
             _signal_group(proc, signal.SIGKILL)  # also reaps leftover children (task runners)
             proc.wait()
         self.procs.clear()
+        self._old_groups.clear()
         for log in self._logs:
             log.close()
         self._logs.clear()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import posixpath
 import shutil
@@ -29,6 +30,8 @@ from typing import Any, Protocol
 
 from operators.order_check import order_problems, parse_field
 from operators.order_schema import run_id_for
+
+log = logging.getLogger(__name__)
 
 MANIFEST_SUFFIXES = (".json", ".csv")
 PROCESSED = "processed"
@@ -230,6 +233,15 @@ class LocalInbox:
 
     def list_manifests(self) -> list[str]:
         if not self.root.is_dir():
+            # A missing inbox used to scan as "empty" forever: a typo in FACEFACTORY_INBOX was
+            # silent. Create it (so drops have somewhere to go) and say so; if that is not
+            # possible the scan fails with the reason.
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ManifestError(f"inbox folder {self.root} does not exist and cannot be "
+                                    f"created: {exc.strerror or exc}") from exc
+            log.warning("inbox folder %s did not exist; created it (empty, nothing to scan)", self.root)
             return []
         return sorted(p.name for p in self.root.iterdir()
                       if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES)
@@ -304,7 +316,29 @@ def scan(inbox: Inbox, max_runs: int) -> ScanPlan:
     plan = plan_scan(checks, max_runs)
     for name, errors in plan.rejected.items():
         inbox.file(name, REJECTED, {"errors": errors})
+        log.warning("manifest %s rejected, no order of it started: %s (details in %s/%s)",
+                    name, rejection_summary(errors), REJECTED, _note_name(name, REJECTED))
     return plan
+
+
+def rejection_summary(errors: list[dict[str, Any]]) -> str:
+    """One line of a manifest's rejection reasons (field: message), for logs and the report."""
+    parts = []
+    for e in errors:
+        where = e.get("field") or e.get("order_id") or ""
+        text = e.get("message") or e.get("reason") or ""
+        parts.append(f"{where}: {text}" if where else str(text))
+    return "; ".join(parts)
+
+
+def rejection_report(rejected: dict[str, list[dict[str, Any]]], inbox_url: str) -> str | None:
+    """Why a scan run must not look green: None when nothing was rejected."""
+    if not rejected:
+        return None
+    lines = [f"{len(rejected)} manifest(s) rejected in {inbox_url} (moved to {REJECTED}/, "
+             "no order of them started):"]
+    lines += [f"  {name}: {rejection_summary(errors)}" for name, errors in sorted(rejected.items())]
+    return "\n".join(lines)
 
 
 def file_processed(inbox: Inbox, accepted: dict[str, list[str]]) -> list[str]:

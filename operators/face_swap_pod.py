@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,7 @@ from operators.pod_spec import (
     parse_time_settings,
     pod_manifest,
 )
+from operators.worker_log import relay
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -318,20 +318,13 @@ class FaceSwapPodOperator(KubernetesPodOperator):
                                 start_new_session=True, preexec_fn=_parent_death_signal())
         self._proc = proc
 
-        def pump() -> None:
-            assert proc.stderr is not None
-            for raw in proc.stderr:
-                line = raw.decode("utf-8", "replace").rstrip()
-                if not line:
-                    continue
-                level, message = _log_level(line)
-                self.log.log(level, "%s", line)
-                last["any"] = message
-                if level >= 40:
-                    last["error"] = message
+        def seen(level: int, message: str) -> None:
+            last["any"] = message
+            if level >= 40:
+                last["error"] = message
 
-        reader = threading.Thread(target=pump, daemon=True)
-        reader.start()
+        assert proc.stderr is not None
+        reader = relay(proc.stderr, self.log, seen)
         try:
             assert proc.stdout is not None
             stdout = proc.stdout.read().decode("utf-8", "replace")
@@ -414,19 +407,6 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def _log_level(line: str) -> tuple[int, str]:
-    """Python log level and a short message of one worker stderr line."""
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return 20, line
-    if not isinstance(record, dict):
-        return 20, line
-    level = {"debug": 10, "info": 20, "warning": 30, "error": 40}.get(str(record.get("level")), 20)
-    message = str(record.get("error") or record.get("message") or record.get("event") or line)
-    return level, message
 
 
 def _last_json_line(stdout: str) -> dict[str, Any]:

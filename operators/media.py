@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from operators import uris
 from operators.config import RunConfig
+from operators.worker_log import relay
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +50,26 @@ def faceworker_cmd() -> list[str]:
 def run_worker(args: list[str], timeout_s: float) -> dict[str, Any]:
     """Run one engine command; its result is the JSON object on the last stdout line.
 
-    stderr (the engine's JSON-lines log) is passed through to the task log unchanged.
+    stderr (the engine's JSON-lines log) goes to the task log line by line at each line's own
+    level (operators.worker_log), not as one stream of [error] lines.
     """
     cmd = faceworker_cmd() + args
     log.info("running %s", " ".join(cmd))
-    try:
-        proc = subprocess.run(
-            cmd, stdout=subprocess.PIPE, stderr=None, text=True, timeout=timeout_s, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise AirflowException(f"faceworker {args[0]} timed out after {timeout_s:.0f}s") from exc
-    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    expired = threading.Event()
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stderr is not None and proc.stdout is not None
+        reader = relay(proc.stderr, log)
+        timer = threading.Timer(timeout_s, lambda: (expired.set(), proc.kill()))
+        timer.start()
+        try:
+            stdout = proc.stdout.read()
+            proc.wait()
+        finally:
+            timer.cancel()
+            reader.join(timeout=10)
+    if expired.is_set():
+        raise AirflowException(f"faceworker {args[0]} timed out after {timeout_s:.0f}s")
+    lines = [ln for ln in stdout.decode("utf-8", "replace").splitlines() if ln.strip()]
     result: dict[str, Any] = {}
     if lines:
         try:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from facefactory import settings as ff_settings
+from facefactory.deadlines import without_deadline
 from operators.order_schema import coerce_field, ORDER_FIELDS, run_id_for
 
 DAG_ID = "face_swap_order"
@@ -236,6 +237,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     home = ensure_embedded_airflow()
     env = {**os.environ, "AIRFLOW_HOME": str(home)}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    print(without_deadline(env), file=sys.stderr, flush=True)  # facefactory.deadlines: why
     with tempfile.TemporaryDirectory(prefix="facefactory-order-") as tmp:
         result_file = Path(tmp) / "result.json"
         proc = subprocess.run(

@@ -1,8 +1,10 @@
 """`facefactory up`: the embedded Airflow in the foreground, Ctrl-C stops all of it.
 
 Starts api-server (REST API + UI), scheduler (LocalExecutor), dag-processor and triggerer with
-AIRFLOW_HOME=$FACEFACTORY_HOME/airflow, prints the UI URL and the login, and on Ctrl-C (or
-SIGTERM, or any component dying) stops every component's process group.
+AIRFLOW_HOME=$FACEFACTORY_HOME/airflow, prints the UI URL and the login, and supervises them: a
+component that exits is restarted (at most 5 times in 10 minutes, facefactory.supervisor), the
+others keep running. Ctrl-C or SIGTERM (or a component past its restart budget) stops every
+component's process group, children included.
 """
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ import sys
 import time
 from pathlib import Path
 
+from facefactory import deadlines
 from facefactory.airflow_env import AirflowEnv, embedded_airflow_home, facefactory_home
+from facefactory.supervisor import RestartBudget, give_up_line, restart_line
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -43,11 +47,9 @@ def cmd_up(args: argparse.Namespace) -> int:
               f"trigger form: {env.url}/dags/face_swap_order  (button 'Trigger')\n"
               f"REST API:     {env.url}/api/v2  (token: POST {env.url}/auth/token)\n"
               f"logs:         {env.log_dir}\n"
+              f"{deadlines.summary(env.environ(), str(env.ff_home / 'deadline_misses.jsonl'))}\n"
               "Press Ctrl-C to stop.", flush=True)
-        while not (dead := env.dead()):
-            time.sleep(1)
-        print(f"facefactory: component(s) exited: {dead}\n{env.tail_logs()}", file=sys.stderr)
-        return 1
+        return supervise(env, RestartBudget(limit=args.max_restarts, window_s=args.restart_window_s))
     except KeyboardInterrupt:
         print("\nfacefactory: stopping Airflow ...", flush=True)
         return 0
@@ -59,6 +61,20 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("facefactory: stopped.", flush=True)
 
 
+def supervise(env: AirflowEnv, budget: RestartBudget, poll_s: float = 1.0) -> int:
+    """Restart components that exit until one exceeds its budget (then return 1)."""
+    while True:
+        for name, code in env.dead().items():
+            allowed, count = budget.allow(name, time.monotonic())
+            tail = env.tail_logs(chars=1500, names=(name,))
+            if not allowed:
+                print(f"{give_up_line(name, code, budget)}\n{tail}", file=sys.stderr, flush=True)
+                return 1
+            print(f"{restart_line(name, code, count, budget)}\n{tail}", file=sys.stderr, flush=True)
+            env.restart(name)
+        time.sleep(poll_s)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("up", help="run the embedded Airflow (UI + API + scheduler)")
     p.add_argument("--host", default=os.environ.get("FACEFACTORY_AIRFLOW_HOST", "127.0.0.1"))
@@ -66,4 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--password", help="fixed password for user admin (default: generated once)")
     p.add_argument("--airflow-home", help="default $FACEFACTORY_HOME/airflow")
     p.add_argument("--ready-timeout", type=float, default=180)
+    p.add_argument("--max-restarts", type=int, default=5,
+                   help="restarts of one component allowed within --restart-window-s (default 5)")
+    p.add_argument("--restart-window-s", type=float, default=600, help="default 600 (10 min)")
     p.set_defaults(func=cmd_up)

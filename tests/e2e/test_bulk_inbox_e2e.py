@@ -1,6 +1,7 @@
 """bulk_orders against a real Airflow: three manifests in the inbox (two valid, one invalid)
--> two face_swap_order runs succeed, one manifest is rejected with a machine-readable reason;
-a re-scan of the same order starts nothing new; the per-scan cap is enforced."""
+-> two face_swap_order runs succeed, one manifest is rejected with a machine-readable reason
+and the scan run fails in its `report` task (visibly red, the reasons in its log); a re-scan
+of the same order starts nothing new; the per-scan cap is enforced."""
 from __future__ import annotations
 
 import json
@@ -14,13 +15,18 @@ from airflow_server import BULK_DAG, ORDER_DAG, AirflowServer, sample_order
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
-def _scan(server: AirflowServer, run_id: str, **params: Any) -> dict[str, Any]:
+def _scan(server: AirflowServer, run_id: str, expect: str = "success", **params: Any) -> dict[str, Any]:
     status, body = server.request("POST", f"/api/v2/dags/{BULK_DAG}/dagRuns",
                                   {"dag_run_id": run_id, "logical_date": None, "conf": params})
     assert status == 200, body
     run = server.wait_run(BULK_DAG, run_id, timeout=300)
-    assert run["state"] == "success", server.diagnose(BULK_DAG, run_id)
+    assert run["state"] == expect, server.diagnose(BULK_DAG, run_id)
     return server.task_states(BULK_DAG, run_id)
+
+
+def _report_log(server: AirflowServer, run_id: str) -> str:
+    logs = server.env.airflow_home / "logs" / f"dag_id={BULK_DAG}" / f"run_id={run_id}" / "task_id=report"
+    return "\n".join(p.read_text(errors="replace") for p in sorted(logs.rglob("*.log")))
 
 
 def _runs_of(server: AirflowServer, order_id: str) -> int:
@@ -40,8 +46,12 @@ def test_bulk_inbox_two_valid_one_invalid(airflow_server: AirflowServer) -> None
     (inbox / "c-bad.json").write_text(json.dumps(
         sample_order(airflow_server, "e2e-bulk-bad", chunk_frames=4, swapper="deepfake")))
 
-    states = _scan(airflow_server, "scan-1")
+    states = _scan(airflow_server, "scan-1", expect="failed")
     assert states["scan"] == "success" and states["file_processed"] == "success"
+    assert states["report"] == "failed"
+    report = _report_log(airflow_server, "scan-1")
+    assert "1 manifest(s) rejected" in report and "c-bad.json: " in report, report
+    assert "chunk_frames: must be a whole number" in report and "swapper: must be one of" in report
     assert {states["trigger_order[0]"], states["trigger_order[1]"]} == {"success"}
 
     reason = json.loads((inbox / "rejected" / "c-bad.json.reason.json").read_text())
@@ -65,8 +75,8 @@ def test_bulk_inbox_two_valid_one_invalid(airflow_server: AirflowServer) -> None
     (inbox / "a-again.json").write_text(json.dumps(one))
     (inbox / "z-big.json").write_text(json.dumps([sample_order(airflow_server, f"e2e-big-{i}")
                                                   for i in range(2)]))
-    states = _scan(airflow_server, "scan-2", max_runs=1)
-    assert states["trigger_order[0]"] == "skipped"
+    states = _scan(airflow_server, "scan-2", expect="failed", max_runs=1)
+    assert states["trigger_order[0]"] == "skipped" and states["report"] == "failed"
     assert _runs_of(airflow_server, "e2e-bulk-1") == 1
     assert (inbox / "processed" / "a-again.json").exists()
     big = json.loads((inbox / "rejected" / "z-big.json.reason.json").read_text())

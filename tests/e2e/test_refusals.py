@@ -71,7 +71,10 @@ def bulk_reasons(airflow_server: AirflowServer) -> dict[str, Any]:
                                            "conf": {}})
     assert status == 200, body
     run = airflow_server.wait_run(BULK_DAG, "scan-refusals", timeout=300)
-    assert run["state"] == "success", airflow_server.diagnose(BULK_DAG, "scan-refusals")
+    # Rejections make the scan run red through its `report` task (docs/triggering.md).
+    assert run["state"] == "failed", airflow_server.diagnose(BULK_DAG, "scan-refusals")
+    states = airflow_server.task_states(BULK_DAG, "scan-refusals")
+    assert states["scan"] == "success" and states["report"] == "failed", states
     assert _order_runs(airflow_server) == before
     return {case: json.loads((inbox / "rejected" / f"refuse-{case}.json.reason.json").read_text())
             for case in CASES}

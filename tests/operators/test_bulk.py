@@ -124,3 +124,30 @@ def test_schedule_and_inbox_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.delenv("FACEFACTORY_INBOX", raising=False)
     monkeypatch.setenv("FACEFACTORY_HOME", str(tmp_path))
     assert bulk.default_inbox() == str(tmp_path / "inbox")
+
+
+def test_rejections_are_warnings_and_make_a_report(tmp_path: Path, caplog) -> None:
+    (tmp_path / "bad.json").write_text(json.dumps(order("b1", min_psnr_db=5)))
+    (tmp_path / "good.json").write_text(json.dumps(order("g1")))
+    with caplog.at_level("INFO", logger="operators.bulk"):
+        plan = bulk.scan(bulk.LocalInbox(tmp_path), 10)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "bad.json rejected" in warnings[0] and "min_psnr_db" in warnings[0]
+    report = bulk.rejection_report(plan.rejected, str(tmp_path))
+    assert report is not None and "1 manifest(s) rejected" in report and "bad.json: min_psnr_db" in report
+    assert bulk.rejection_report({}, str(tmp_path)) is None
+
+
+def test_missing_inbox_is_created_and_reported(tmp_path: Path, caplog) -> None:
+    inbox = tmp_path / "not" / "there"
+    with caplog.at_level("WARNING", logger="operators.bulk"):
+        assert bulk.scan(bulk.LocalInbox(inbox), 10).triggers == []
+    assert inbox.is_dir()
+    assert any("did not exist; created it" in r.getMessage() for r in caplog.records)
+
+
+def test_uncreatable_inbox_fails_the_scan_with_the_reason(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(bulk.ManifestError, match="cannot be created"):
+        bulk.scan(bulk.LocalInbox(blocker / "inbox"), 10)

@@ -222,3 +222,38 @@ def media_clip(tmp_path):
                     "testsrc2=size=160x120:rate=25:duration=1", "-c:v", "libx264", "-preset", "ultrafast",
                     "-pix_fmt", "yuv420p", str(clip)], check=True)
     return clip
+
+
+def test_engine_stderr_lines_are_logged_at_their_own_level(tmp_path, monkeypatch, caplog) -> None:
+    """Info lines of the engine must not land in the task log as errors (issue 15)."""
+    import logging
+
+    fake = tmp_path / "faceworker"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'echo \'{"level": "info", "event": "decoded 25 frames"}\' >&2\n'
+        'echo \'{"level": "warning", "event": "source turned 40 deg"}\' >&2\n'
+        "echo 'plain text' >&2\n"
+        'echo \'{"level": "error", "error": "disk almost full"}\' >&2\n'
+        'echo \'{"frames": 25}\'\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setattr(media, "faceworker_cmd", lambda: [str(fake)])
+    with caplog.at_level(logging.DEBUG, logger="operators.media"):
+        assert media.run_worker(["probe"], timeout_s=10) == {"frames": 25}
+    levels = {r.getMessage(): r.levelno for r in caplog.records if r.name == "operators.media"}
+    assert levels['{"level": "info", "event": "decoded 25 frames"}'] == logging.INFO
+    assert levels['{"level": "warning", "event": "source turned 40 deg"}'] == logging.WARNING
+    assert levels["plain text"] == logging.INFO
+    assert levels['{"level": "error", "error": "disk almost full"}'] == logging.ERROR
+
+
+def test_engine_timeout_is_reported_and_kills_it(tmp_path, monkeypatch) -> None:
+    from airflow.sdk.exceptions import AirflowException
+
+    fake = tmp_path / "faceworker"
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(media, "faceworker_cmd", lambda: [str(fake)])
+    with pytest.raises(AirflowException, match="timed out after 1s"):
+        media.run_worker(["probe"], timeout_s=1)
