@@ -217,12 +217,25 @@ def test_keep_originals_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(KEEP_ORIGINALS_ENV, raising=False)
     frame_1080p = 1920 * 1080 * 3 // 2
     assert keep_originals(96, frame_720p) and keep_originals(96, frame_1080p) and keep_originals(375, frame_720p)
-    assert not keep_originals(375, frame_1080p)  # 1.17 GB: decoded again instead
+    assert keep_originals(375, frame_1080p)  # 1.17 GB: the auto chunks of a 60 s 1080p order
+    assert not keep_originals(700, frame_1080p)  # 2.2 GB (a chunk grown for max_map_length): decoded again
     monkeypatch.setenv(KEEP_ORIGINALS_ENV, "0")
     assert not keep_originals(1, frame_720p)
     monkeypatch.setenv(KEEP_ORIGINALS_ENV, "lots")
     with pytest.raises(BadInput):
         keep_originals(1, frame_720p)
+
+
+def test_encoder_threads_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from faceworker.chunk_runner import ENCODER_THREADS_ENV, encoder_threads
+
+    monkeypatch.delenv(ENCODER_THREADS_ENV, raising=False)
+    assert encoder_threads() == 0  # x264 decides
+    monkeypatch.setenv(ENCODER_THREADS_ENV, "1")
+    assert encoder_threads() == 1
+    monkeypatch.setenv(ENCODER_THREADS_ENV, "many")
+    with pytest.raises(BadInput, match=ENCODER_THREADS_ENV):
+        encoder_threads()
 
 
 def test_runner_encoder_converts_in_python_exactly_n_frames(tmp_path: Path) -> None:

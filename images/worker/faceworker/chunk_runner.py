@@ -242,8 +242,20 @@ class _MaskStore:
         getattr(info, "drop_mask", lambda: None)()  # a mask the FrameInfo built from its RegionMask
 
 
+ENCODER_THREADS_ENV = "FACEFACTORY_ENCODER_THREADS"
+
+
+def encoder_threads() -> int:
+    """x264 threads of the segment encoder; 0 = x264's own choice (about 1.5 per CPU)."""
+    raw = os.environ.get(ENCODER_THREADS_ENV, "").strip()
+    try:
+        return max(0, int(raw)) if raw else 0
+    except ValueError as exc:
+        raise BadInput(f"{ENCODER_THREADS_ENV} must be a whole number, got {raw!r}") from exc
+
+
 KEEP_ORIGINALS_ENV = "FACEFACTORY_METRICS_KEEP_MB"
-KEEP_ORIGINALS_MB = 1024  # default memory the swap pass may hold the chunk's original frames in
+KEEP_ORIGINALS_MB = 2048  # default memory the swap pass may hold the chunk's original frames in
 
 
 def keep_originals(frames: int, frame_bytes: int) -> bool:
@@ -252,8 +264,9 @@ def keep_originals(frames: int, frame_bytes: int) -> bool:
     Decoding the mezzanine a second time costs the metrics pass ~5-7 CPU-ms a 720p frame; a copy
     ~0.2 ms, and 1.4 MB a 720p (3.1 MB a 1080p) frame until the pass ends: a 96-frame chunk holds
     133 MB (300 MB), the 375-frame chunks of a 60 s order on two swap slots 518 MB at 720p. Above
-    FACEFACTORY_METRICS_KEEP_MB (default 1024; 0 = never) the metrics pass decodes the originals
-    again instead (a 375-frame 1080p chunk: 1.17 GB)."""
+    FACEFACTORY_METRICS_KEEP_MB (default 2048; 0 = never) the metrics pass decodes the originals
+    again instead; 2048 keeps a 375-frame 1080p chunk (1.17 GB): decoding its originals again made
+    its QA dearer than its swap (1.03x, benchmarks/order_throughput.py)."""
     raw = os.environ.get(KEEP_ORIGINALS_ENV, "").strip()
     try:
         budget_mb = float(raw) if raw else KEEP_ORIGINALS_MB
@@ -393,7 +406,7 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     t_swap, c_swap = time.perf_counter(), _cpu_s()
     writer = video.BackgroundWriter(
         video.FrameWriter(seg_local, mp.fps, mp.width, mp.height, crf=spec.crf, preset=spec.preset,
-                          convert_in_python=True))
+                          convert_in_python=True, threads=encoder_threads()))
     try:
         # Frames stay I420 from decoder to encoder; only face regions are converted (faceworker.frames).
         i420 = mp.width % 2 == 0 and mp.height % 2 == 0 and getattr(session, "accepts_frame_view", False)
