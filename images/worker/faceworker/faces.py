@@ -250,7 +250,8 @@ class FaceAnalyzer:
         return []
 
     def detect_near(self, bgr_or_gray: np.ndarray, box: tuple[int, int, int, int], margin: float = 0.8,
-                    face_px: float = 100.0) -> tuple[tuple[int, int, int, int], float] | None:
+                    face_px: float = 100.0, upsample_small: bool = False,
+                    ) -> tuple[tuple[int, int, int, int], float] | None:
         """Re-detect one face in a window around `box`, scaled so the face is ~face_px wide.
 
         Costs a few ms instead of a full-frame pass, and unlike re-running only the landmark
@@ -269,6 +270,10 @@ class FaceAnalyzer:
         found = self._detect_rects(np.ascontiguousarray(crop), scale, 0)
         if not found and scale < 1.0:
             found = self._detect_rects(np.ascontiguousarray(crop), min(1.0, 1.4 * scale), 0)
+        if not found and upsample_small and s < face_px:
+            # HOG finds nothing under ~80 px: a small face is looked for in the window upsampled,
+            # as a full detection's fallback does (cheap: the window is small too)
+            found = self._detect_rects(np.ascontiguousarray(crop), 1.0, 1)
         if not found:
             return None
         centre = np.array([(x0 + x1) / 2 - cx0, (y0 + y1) / 2 - cy0])

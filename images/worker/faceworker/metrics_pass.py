@@ -36,9 +36,10 @@ def output_face_box(view: FrameView, near: Face, analyzer: FaceAnalyzer) -> tupl
     """A HOG detection of the swapped face in a window around its swap-time box (~2 ms at 720p;
     a wider, finer second try only when the first finds nothing), or None: the face is gone."""
     box = tuple(int(v) for v in landmark_bbox(np.asarray(near.landmarks, np.float32)))
-    for margin, face_px in NEAR:
+    for k, (margin, face_px) in enumerate(NEAR):
         gray = view.gray_covering(_grown(box, margin + 0.05))  # type: ignore[arg-type]
-        hit = analyzer.detect_near(gray, box, margin=margin, face_px=face_px)  # type: ignore[arg-type]
+        hit = analyzer.detect_near(gray, box, margin=margin, face_px=face_px,  # type: ignore[arg-type]
+                                   upsample_small=k == len(NEAR) - 1)  # small faces (< 80 px): upsampled
         if hit is not None:
             return hit[0]
     return None
