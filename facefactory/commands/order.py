@@ -285,13 +285,8 @@ def run_in_airflow(conf: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    import logging
-
     code, payload = run_in_airflow(json.loads(sys.argv[1]))
     Path(sys.argv[2]).write_text(json.dumps(payload))
-    # Everything the run reports (task states, XCom, the last OpenLineage event) is written by now;
-    # the interpreter's own teardown of Airflow's threads and pools took seconds for nothing.
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    # A normal exit, not os._exit: the OpenLineage listener's process pool still has to deliver the
+    # run's last event and stop its workers (with os._exit they were orphaned, holding stdout open).
+    sys.exit(code)
