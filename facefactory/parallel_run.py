@@ -124,8 +124,8 @@ def _fail_orphan(ti: Any, scheduler_dag: Any, status: int, session: Any) -> None
     session.commit()
 
 
-def _reap(children: dict[int, Any], scheduler_dag: Any, session: Any, wait_s: float) -> bool:
-    """Collect finished children (waiting up to `wait_s` for the first); True if any finished."""
+def _reap(children: dict[int, Any], scheduler_dag: Any, session: Any, wait_s: float) -> None:
+    """Collect finished children, waiting up to `wait_s` for the first."""
     deadline = time.monotonic() + wait_s
     finished = False
     while children:
@@ -139,7 +139,6 @@ def _reap(children: dict[int, Any], scheduler_dag: Any, session: Any, wait_s: fl
         finished = True
         if ti is not None:
             _fail_orphan(ti, scheduler_dag, status, session)
-    return finished
 
 
 def _share_execution_api() -> None:

@@ -196,7 +196,7 @@ def run_order(conf: dict[str, Any]) -> tuple[str, Any, bool]:
     """Run the order as DAG run `order__<order_id>`; returns (run_id, final state, ran).
 
     An order whose run already succeeded is not run again (ran=False). Refused while a scheduler
-    runs on the same database: `DAG.test()` runs the tasks in this process, and that scheduler
+    runs on the same database: `facefactory.parallel_run` runs the tasks from this process, and that scheduler
     would pick up the same run's tasks too (and replacing a failed run could pull it from under
     a retry the scheduler is running)."""
     run_id = run_id_for(conf["order_id"])

@@ -240,7 +240,7 @@ def test_resume_redoes_only_chunks_without_done_json(env) -> None:
 
 
 def test_order_run_refuses_while_a_scheduler_shares_the_database(env) -> None:
-    """`order run` executes tasks in its own process (DAG.test); a live scheduler on the same DB
+    """`order run` executes tasks from its own process (facefactory.parallel_run); a live scheduler on the same DB
     would run them too. With a scheduler heartbeating, the command refuses and says what to do."""
     import threading
     from datetime import datetime, timezone
