@@ -54,14 +54,20 @@ def test_shipped_file_is_what_the_procedure_builds(faceset, shipped):
     rebuilt = qc.fit(faceset.embeddings, faceset.labels, alpha, lam)
     cal = load_calibration("dlib_resnet_v1")
     assert np.allclose(rebuilt.mean, cal.mean, atol=1e-4)
-    assert np.allclose(rebuilt.transform, cal.transform, rtol=1e-3, atol=1e-3)
+    # The transform is not identifiable entry by entry: it inverts a near-singular covariance, and
+    # embedding noise of 1e-5 (another CPU's dlib SIMD path) moves whole entries while the scores
+    # move by 1e-4. So the rebuilt file must give the same scores, not the same matrix.
+    assert np.abs(_cosines(rebuilt, faceset) - _cosines(cal, faceset)).max() < 5e-3
+
+
+def _cosines(cal, faceset) -> np.ndarray:
+    z = cal.apply(faceset.embeddings)
+    zn = z / np.linalg.norm(z, axis=1, keepdims=True)
+    return zn @ zn.T
 
 
 def test_shipped_calibration_separates_in_sample(faceset):
-    cal = load_calibration("dlib_resnet_v1")
-    z = cal.apply(faceset.embeddings)
-    zn = z / np.linalg.norm(z, axis=1, keepdims=True)
-    c = zn @ zn.T
+    c = _cosines(load_calibration("dlib_resnet_v1"), faceset)
     same = faceset.labels[:, None] == faceset.labels[None, :]
     off = ~np.eye(len(c), dtype=bool)
     assert np.mean(c[same & off] >= 0.85) >= 0.95

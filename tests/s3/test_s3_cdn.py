@@ -115,7 +115,7 @@ def test_trigger_reports_deadline_and_errors(proxied_cloudfront: Any, bucket: st
     dist = _distribution(bucket)
     inv = cdn.invalidate(cf, dist, ["/t/slow.mp4"], wait=False)
     proxy.rewrite_responses(b"<Status>COMPLETED</Status>", b"<Status>InProgress</Status>", count=1000)
-    event, = _run_trigger(InvalidationTrigger(dist, inv.invalidation_id, deadline=time.time() + 0.3, poll_s=0.05,
+    event, = _run_trigger(InvalidationTrigger(dist, inv.invalidation_id, deadline=time.time() + 3, poll_s=0.05,
                                               conn_id="aws_cdn"))
     assert event["timed_out"] and event["status"] == "InProgress" and event["polls"] >= 2
     event, = _run_trigger(InvalidationTrigger(dist, "NO-SUCH-ID", deadline=time.time() + 5, conn_id="aws_cdn"))
