@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,6 +25,8 @@ from airflow.sdk.bases.operator import partial as _sdk_partial
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from kubernetes.client import models as k8s
 
+from faceworker.errors import EXIT_BAD_INPUT
+from operators import engine_client
 from operators.pod_spec import (
     BASE_CONTAINER,
     XCOM_FILE,
@@ -37,12 +36,10 @@ from operators.pod_spec import (
     parse_time_settings,
     pod_manifest,
 )
-from operators.worker_log import relay
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-EXIT_BAD_INPUT = 2
 REFERENCE_EMBEDDING = "input/reference_embedding.npy"
 RUNNERS = ("local", "kubernetes")
 _PARSE = parse_time_settings()
@@ -88,20 +85,6 @@ def arg_value(args: Sequence[str], flag: str) -> str | None:
     return None
 
 
-def resolve_worker_binary(command: str) -> str:
-    """`faceworker` of the venv that runs Airflow (FACEFACTORY_WORKER_BIN overrides, for tests)."""
-    override = os.environ.get("FACEFACTORY_WORKER_BIN")
-    if override:
-        return override
-    beside = Path(sys.executable).parent / command
-    if beside.exists():
-        return str(beside)
-    found = shutil.which(command)
-    if not found:
-        raise AirflowFailException(f"worker command {command!r} not found next to {sys.executable} or on PATH")
-    return found
-
-
 def local_model_dir() -> str:
     """The model dir of the embedded deployment (Variable > env > $FACEFACTORY_HOME/models)."""
     from facefactory.settings import load
@@ -128,12 +111,11 @@ def local_invocation(
         if var.name == "FACEFACTORY_MODEL_DIR" and (mount is None or value == mount):
             value = model_dir
         env[var.name] = value
-    argv = [resolve_worker_binary(command[0]), *command[1:], *args]
+    argv = [*engine_client.worker_command(command[0]), *command[1:], *args]
     return argv, env
 
 
-class WorkerFailed(AirflowException):
-    """Transient or unexpected worker failure: retried."""
+WorkerFailed = engine_client.EngineFailed  # transient or unexpected worker failure: retried
 
 
 class FaceSwapPodOperator(KubernetesPodOperator):
@@ -299,47 +281,24 @@ class FaceSwapPodOperator(KubernetesPodOperator):
             xcom_path = str(Path(tmp) / "return.json")
             argv, env = local_invocation(pod, xcom_path, local_model_dir())
             self.log.info("local runner: %s", " ".join(argv))
-            code, stdout, last_error = self._run(argv, env, timeout=self.active_deadline_seconds)
-            if code == EXIT_BAD_INPUT:
-                raise AirflowFailException(f"faceworker rejected the input (exit 2, not retried): {last_error}")
-            if code != 0:
-                raise WorkerFailed(f"faceworker exited {code} (will retry): {last_error}")
-            result = _last_json_line(stdout)
+            try:
+                result = engine_client.result_of(engine_client.run(
+                    argv, name=str(self.arguments[0]) if self.arguments else "", logger=self.log, env=env,
+                    timeout_s=self.active_deadline_seconds, started=self._track))
+            finally:
+                self._proc = None
             if os.path.exists(xcom_path):
                 with open(xcom_path, encoding="utf-8") as fh:
                     if json.load(fh) != result:
                         raise WorkerFailed("faceworker's --xcom-file and stdout result differ")
         return result if self.do_xcom_push else None
 
-    def _run(self, argv: list[str], env: dict[str, str], timeout: int | None) -> tuple[int, str, str]:
-        """Run to completion; returns (exit code, stdout, last error message from stderr)."""
-        last: dict[str, str] = {"error": "", "any": ""}
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True, preexec_fn=_parent_death_signal())
+    def _track(self, proc: subprocess.Popen[bytes]) -> None:
         self._proc = proc
-
-        def seen(level: int, message: str) -> None:
-            last["any"] = message
-            if level >= 40:
-                last["error"] = message
-
-        assert proc.stderr is not None
-        reader = relay(proc.stderr, self.log, seen)
-        try:
-            assert proc.stdout is not None
-            stdout = proc.stdout.read().decode("utf-8", "replace")
-            code = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise WorkerFailed(f"faceworker exceeded active_deadline_seconds={timeout}") from None
-        finally:
-            reader.join(timeout=10)
-            self._proc = None
-        return code, stdout, last["error"] or last["any"]
 
     def on_kill(self) -> None:
         if self._proc is not None:
-            _kill_group(self._proc)
+            engine_client.kill_group(self._proc)
             return
         super().on_kill()
 
@@ -380,43 +339,3 @@ def _exit_code(remote_pod: k8s.V1Pod | None) -> int | None:
         if status.name == BASE_CONTAINER and status.state and status.state.terminated:
             return status.state.terminated.exit_code
     return None
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _parent_death_signal() -> Any:
-    """A `preexec_fn` that makes Linux SIGKILL the worker when the task process dies, so a killed
-    task (OOM, SIGKILL, a lost `order run`) never leaves its chunk running while a retry runs the
-    same chunk; None where prctl is missing. Built in the parent: nothing is imported after fork."""
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # not Linux: the timeout and on_kill still stop it
-        return None
-    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def _last_json_line(stdout: str) -> dict[str, Any]:
-    lines = [ln for ln in stdout.splitlines() if ln.strip()]
-    if not lines:
-        raise WorkerFailed("faceworker printed no result on stdout")
-    try:
-        result = json.loads(lines[-1])
-    except ValueError as err:
-        raise WorkerFailed(f"faceworker's last stdout line is not JSON: {lines[-1][:200]!r}") from err
-    if not isinstance(result, dict):
-        raise WorkerFailed("faceworker's result is not a JSON object")
-    return result

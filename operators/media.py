@@ -9,25 +9,17 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
-import subprocess
-import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from operators import uris
+from operators import engine_client, uris
 from operators.config import RunConfig
-from operators.worker_log import relay
 
 log = logging.getLogger(__name__)
 
-EXIT_BAD_INPUT = 2
-EXIT_TRANSIENT = 75
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
@@ -36,55 +28,12 @@ class BadOrder(AirflowFailException):
     """The order's inputs are unusable; retrying cannot help. The message is customer-facing."""
 
 
-def faceworker_cmd() -> list[str]:
-    """The engine's command: the `faceworker` next to this interpreter, else on PATH."""
-    local = Path(sys.executable).with_name("faceworker")
-    if local.exists():
-        return [str(local)]
-    found = shutil.which("faceworker")
-    if found:
-        return [found]
-    return [sys.executable, "-m", "faceworker.cli"]
-
-
 def run_worker(args: list[str], timeout_s: float) -> dict[str, Any]:
-    """Run one engine command; its result is the JSON object on the last stdout line.
-
-    stderr (the engine's JSON-lines log) goes to the task log line by line at each line's own
-    level (operators.worker_log), not as one stream of [error] lines.
-    """
-    cmd = faceworker_cmd() + args
-    log.info("running %s", " ".join(cmd))
-    expired = threading.Event()
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
-        assert proc.stderr is not None and proc.stdout is not None
-        reader = relay(proc.stderr, log)
-        timer = threading.Timer(timeout_s, lambda: (expired.set(), proc.kill()))
-        timer.start()
-        try:
-            stdout = proc.stdout.read()
-            proc.wait()
-        finally:
-            timer.cancel()
-            reader.join(timeout=10)
-    if expired.is_set():
-        raise AirflowException(f"faceworker {args[0]} timed out after {timeout_s:.0f}s")
-    lines = [ln for ln in stdout.decode("utf-8", "replace").splitlines() if ln.strip()]
-    result: dict[str, Any] = {}
-    if lines:
-        try:
-            result = json.loads(lines[-1])
-        except json.JSONDecodeError:
-            result = {}
-    if proc.returncode == EXIT_BAD_INPUT:
-        reason = result.get("error") or result.get("message") or (lines[-1] if lines else "")
-        raise BadOrder(f"faceworker {args[0]}: bad input: {reason}".rstrip(": "))
-    if proc.returncode != 0:
-        kind = "transient failure" if proc.returncode == EXIT_TRANSIENT else "failed"
-        raise AirflowException(f"faceworker {args[0]} {kind} (exit {proc.returncode})")
-    if not isinstance(result, dict) or not result:
-        raise AirflowException(f"faceworker {args[0]} printed no JSON result")
-    return result
+    """One engine command (operators.engine_client); a rejected input fails the order as BadOrder."""
+    try:
+        return engine_client.call(args, timeout_s=timeout_s, logger=log)
+    except engine_client.EngineRejected as exc:
+        raise BadOrder(str(exc)) from exc
 
 
 def work_root(cfg: RunConfig) -> str:

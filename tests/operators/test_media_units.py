@@ -82,7 +82,7 @@ def test_worker_exit_codes_map_to_retry_policy(tmp_path, monkeypatch: pytest.Mon
         "esac\n"
     )
     fake.chmod(0o755)
-    monkeypatch.setattr(media, "faceworker_cmd", lambda: [str(fake)])
+    monkeypatch.setenv("FACEFACTORY_WORKER_BIN", str(fake))
     assert media.run_worker(["ok"], timeout_s=10) == {"frames": 3}
     with pytest.raises(AirflowFailException, match="no face in the source photo"):
         media.run_worker(["bad"], timeout_s=10)
@@ -238,7 +238,7 @@ def test_engine_stderr_lines_are_logged_at_their_own_level(tmp_path, monkeypatch
         'echo \'{"frames": 25}\'\n'
     )
     fake.chmod(0o755)
-    monkeypatch.setattr(media, "faceworker_cmd", lambda: [str(fake)])
+    monkeypatch.setenv("FACEFACTORY_WORKER_BIN", str(fake))
     with caplog.at_level(logging.DEBUG, logger="operators.media"):
         assert media.run_worker(["probe"], timeout_s=10) == {"frames": 25}
     levels = {r.getMessage(): r.levelno for r in caplog.records if r.name == "operators.media"}
@@ -254,6 +254,6 @@ def test_engine_timeout_is_reported_and_kills_it(tmp_path, monkeypatch) -> None:
     fake = tmp_path / "faceworker"
     fake.write_text("#!/bin/sh\nexec sleep 30\n")
     fake.chmod(0o755)
-    monkeypatch.setattr(media, "faceworker_cmd", lambda: [str(fake)])
+    monkeypatch.setenv("FACEFACTORY_WORKER_BIN", str(fake))
     with pytest.raises(AirflowException, match="timed out after 1s"):
         media.run_worker(["probe"], timeout_s=1)
