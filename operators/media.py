@@ -154,23 +154,10 @@ def probe_target(order_area: Any, target: uris.OrderUri, target_rel: str) -> dic
     return probe
 
 
-def normalise_cfr(order_area: Any, target_rel: str) -> dict[str, Any]:
-    """Re-time a variable-frame-rate target to constant fps (engine API) into
+def normalise_cfr(cfg: RunConfig, order_id: str) -> dict[str, Any]:
+    """Re-time a variable-frame-rate target to constant fps (`faceworker normalise`) into
     `input/target_cfr.mkv`, so frame ranges are exact; returns the probe of the CFR file."""
-    import tempfile
-
-    from faceworker import errors, video
-
-    with tempfile.TemporaryDirectory(prefix="ff-cfr-") as tmp:
-        src = order_area.stage(target_rel, tmp)
-        out = Path(tmp) / "target_cfr.mkv"
-        try:
-            probe = video.normalise_to_cfr(src, out).to_dict()
-        except errors.BadInput as exc:
-            raise BadOrder(f"could not normalise the VFR target: {exc}") from exc
-        order_area.upload_from(out, "input/target_cfr.mkv")
-    probe["path"] = order_area.uri("input/target_cfr.mkv")
-    return probe
+    return run_worker(["normalise", "--work", work_root(cfg), "--order", order_id], timeout_s=1800)
 
 
 def claim_order(order_area: Any, order_id: str, run_id: str | None) -> None:
@@ -234,7 +221,7 @@ def ingest(order: dict[str, Any], cfg: RunConfig, timeout_s: float = 1200,
         check_caps(info, size_of(oa, tgt_rel), cfg)
         video = oa.uri(tgt_rel)
         if info.vfr:
-            probe = normalise_cfr(oa, tgt_rel)
+            probe = normalise_cfr(cfg, order_id)
             video = oa.uri("input/target_cfr.mkv")
             info = VideoInfo.from_probe(probe)
         oa.write_json("input/probe.json", probe)

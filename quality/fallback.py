@@ -2,17 +2,16 @@
 
 Returns the JSON object for ``faceworker swap-chunk --options``. The classic swapper takes
 its constructor keywords from ``--options`` and rejects unknown ones, so proposals are
-filtered to the keywords the installed ``ClassicSwapper`` accepts; the names relied on are
+filtered to the keywords the installed classic swapper accepts (``faceworker.options``, an engine
+contract module, docs/contracts.md); the names relied on are
 ``identity_weight``, ``forehead``, ``grow``, ``blend_mode``, ``feather_frac``,
 ``color_strength``, ``keep_target_mouth``, ``keep_target_eyes``
 (images/worker/faceworker/swappers/classic.py). Detector settings (``FaceAnalyzer``'s
 ``detect_scale``/``upsample``/``redetect_every``, faces.py) go under the ``detector`` key
-only when the engine's chunk runner declares it accepts that key.
+only when the engine's chunk runner declares it accepts that key (``faceworker.options.RUNNER_OPTIONS``).
 """
 from __future__ import annotations
 
-import inspect
-from functools import lru_cache
 from typing import Any
 
 IDENTITY = {"id_cosine"}
@@ -21,23 +20,19 @@ FACE_LOST = {"face_found_after"}
 JITTER = {"landmark_jitter_px"}
 
 
-@lru_cache(maxsize=1)
 def _classic_keywords() -> frozenset[str] | None:
     try:
-        from faceworker.swappers.classic import ClassicSwapper
+        from faceworker.options import classic_options
+
+        return classic_options()
     except Exception:  # noqa: BLE001 - engine absent/broken: do not filter
         return None
-    params = inspect.signature(ClassicSwapper.__init__).parameters
-    return frozenset(n for n, p in params.items() if n != "self" and p.kind is not p.VAR_KEYWORD)
 
 
-@lru_cache(maxsize=1)
 def _runner_accepts_detector() -> bool:
-    try:
-        from faceworker import chunk_runner
-    except Exception:  # noqa: BLE001
-        return False
-    return "detector" in getattr(chunk_runner, "RUNNER_OPTIONS", ())
+    from faceworker.options import RUNNER_OPTIONS
+
+    return "detector" in RUNNER_OPTIONS
 
 
 def fallback_options(failures_for_chunk: list[dict], swapper: str = "classic",

@@ -170,7 +170,8 @@ def test_vfr_odd_target_without_audio_through_split_swap_merge(
 
 def test_detector_options_go_to_the_session_not_the_swapper(order_root: Path,
                                                             counting_session: type[CountingSession]) -> None:
-    from faceworker.chunk_runner import RUNNER_OPTIONS, split_options
+    from faceworker.chunk_runner import split_options
+    from faceworker.options import RUNNER_OPTIONS
 
     assert "detector" in RUNNER_OPTIONS
     seen: dict = {}

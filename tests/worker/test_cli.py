@@ -189,3 +189,24 @@ def test_embed_and_split_on_s3(sample_dir: Path, s3_bucket: str) -> None:
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="w/orders/s3o/")["Contents"]}
     assert {"w/orders/s3o/chunks/00000/segment.mkv", "w/orders/s3o/chunks/00001/segment.mkv",
             "w/orders/s3o/chunks/chunks.json", "w/orders/s3o/input/source_face.json"} <= keys
+
+
+def test_normalise_writes_the_cfr_target_and_prints_its_probe(media: dict[str, Path], tmp_path: Path) -> None:
+    inp = tmp_path / "orders" / "o1" / "input"
+    inp.mkdir(parents=True)
+    shutil.copy(media["vfr"], inp / "target.mkv")
+    rc, before, err = run("probe", str(inp / "target.mkv"))
+    assert rc == 0 and before["is_vfr"], err
+    rc, result, err = run("normalise", "--work", str(tmp_path), "--order", "o1")
+    assert rc == 0, err
+    cfr = inp / "target_cfr.mkv"
+    assert result["path"] == str(cfr) and cfr.is_file()
+    assert not result["is_vfr"] and result["frames"] == 118  # as test_video measures the same file
+    rc, again, err = run("probe", str(cfr))
+    assert rc == 0 and again["frames"] == result["frames"] and not again["is_vfr"], err
+
+
+def test_normalise_without_a_target_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "orders" / "o1" / "input").mkdir(parents=True)
+    rc, result, _ = run("normalise", "--work", str(tmp_path), "--order", "o1")
+    assert rc == 2 and "input/target" in result["error"]

@@ -34,10 +34,6 @@ MeasureFn = Callable[..., dict[str, Any]]
 
 EMBEDDING_KEYS = ("embedding", "output_embedding", "swapped_embedding")
 
-# Keys of --options that the runner consumes itself instead of handing them to the swapper.
-# "detector": FaceAnalyzer settings for this chunk, e.g. {"detect_scale": 1.0, "upsample": 1,
-# "redetect_every": 1} (what a reswap uses when the face was lost or landmarks jittered).
-RUNNER_OPTIONS = ("detector",)
 DETECTOR_KEYS = {"detect_scale": float, "upsample": int, "redetect_every": int, "min_score": float}
 
 

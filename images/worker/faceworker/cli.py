@@ -84,6 +84,23 @@ def cmd_probe(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
     return result
 
 
+def cmd_normalise(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
+    """Re-time the order's original target to constant fps (even size, rotation applied) into
+    input/target_cfr.mkv, so frame ranges are exact; the result is the probe of that file."""
+    from faceworker import video
+
+    area = _area(args)
+    rel = _original_target_rel(area)
+    with scratch() as tmp:
+        out = tmp / "target_cfr.mkv"
+        pr = video.normalise_to_cfr(area.stage(rel, tmp), out)
+        uri = area.publish(out, "input/target_cfr.mkv")
+    result = pr.to_dict()
+    result["path"] = uri
+    log.info("normalised", frames=pr.frames, fps=result["fps"], source=area.uri(rel))
+    return result
+
+
 def cmd_embed(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
     import cv2
     import numpy as np
@@ -263,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--exact", action="store_true", help="count frames by decoding (slow)")
     work_order(sp, required=False)
     sp.set_defaults(func=cmd_probe)
+
+    sp = sub.add_parser("normalise", help="VFR/odd-sized/rotated target -> input/target_cfr.mkv, its probe JSON")
+    work_order(sp)
+    sp.set_defaults(func=cmd_normalise)
 
     sp = sub.add_parser("embed", help="source photo -> embedding, face JSON, aligned crop")
     work_order(sp)
