@@ -23,7 +23,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from operators import bulk
+from operators import bulk, names
 
 
 def _runtime(name: str, param: Any, default: str) -> str:
@@ -37,7 +37,7 @@ def _runtime(name: str, param: Any, default: str) -> str:
 
 
 @dag(
-    dag_id="bulk_orders",
+    dag_id=names.BULK_DAG_ID,
     description="Scan the order inbox, validate manifests, start one face_swap_order run per order.",
     schedule=bulk.default_schedule(),
     start_date=datetime(2026, 1, 1),
@@ -87,7 +87,7 @@ def bulk_orders() -> None:
     result = scan()
     triggered = TriggerDagRunOperator.partial(
         task_id="trigger_order",
-        trigger_dag_id="face_swap_order",
+        trigger_dag_id=names.DAG_ID,
         logical_date=None,
         skip_when_already_exists=True,
         wait_for_completion=False,

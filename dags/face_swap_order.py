@@ -24,7 +24,7 @@ from airflow.sdk import (
 )
 
 from facefactory import settings as ff_settings
-from operators import config, lineage, media, publish as publishing
+from operators import config, lineage, media, names, publish as publishing
 from operators.cdn_wait import CdnInvalidationWait
 from operators.face_swap_pod import FaceSwapPodOperator, swap_arguments
 from operators.pod_spec import parse_time_settings as swap_parse_settings
@@ -93,7 +93,7 @@ def swap_chunks(task_id: str, specs: Any) -> Any:
 
 
 @dag(
-    dag_id="face_swap_order",
+    dag_id=names.DAG_ID,
     description="Swap the face of a source photo into a target video (one order per run).",
     schedule=None,
     start_date=datetime(2026, 1, 1),
@@ -115,7 +115,7 @@ def swap_chunks(task_id: str, specs: Any) -> Any:
     doc_md=__doc__,
 )
 def face_swap_order() -> None:
-    @task(execution_timeout=timedelta(minutes=30))
+    @task(task_id=names.INGEST, execution_timeout=timedelta(minutes=30))
     def ingest() -> dict[str, Any]:
         """Validate the order, copy the inputs in, probe the video, embed the source face."""
         order = _order()
@@ -131,7 +131,7 @@ def face_swap_order() -> None:
         )
         return result
 
-    @task(execution_timeout=timedelta(minutes=30))
+    @task(task_id=names.CHUNK, execution_timeout=timedelta(minutes=30))
     def chunk(ingested: dict[str, Any]) -> list[dict[str, Any]]:
         """Frame ranges + mezzanine pieces; each spec carries its swap-chunk arguments."""
         order, cfg = _order(), config.run_time()
@@ -146,7 +146,7 @@ def face_swap_order() -> None:
             for c in chunks
         ]
 
-    @task(execution_timeout=timedelta(minutes=20))
+    @task(task_id=names.QUALITY_GATE, execution_timeout=timedelta(minutes=20))
     def quality_gate(ingested: dict[str, Any]) -> list[dict[str, Any]]:
         """Validate every frame's metrics; returns the re-swap plan (empty when all passed)."""
         from quality.gate import evaluate
@@ -155,7 +155,7 @@ def face_swap_order() -> None:
         odir = media.order_dir(cfg, order["order_id"])
         with media.worker_env(cfg):
             result = evaluate(odir, order, int(ingested["frames"]))
-        get_current_context()["ti"].xcom_push(key="gate", value=result.to_dict())
+        get_current_context()["ti"].xcom_push(key=names.XCOM_GATE, value=result.to_dict())
         lineage.record(
             inputs=media.swapped_files(cfg, order["order_id"], "metrics.json"),
             outputs=[result.validation_uri or f"{odir}/quality/validation.json"],
@@ -166,7 +166,7 @@ def face_swap_order() -> None:
             for plan in result.reswap_plan()
         ]
 
-    @task(trigger_rule="none_failed", execution_timeout=timedelta(minutes=20))
+    @task(task_id=names.FINAL_GATE, trigger_rule="none_failed", execution_timeout=timedelta(minutes=20))
     def final_gate(ingested: dict[str, Any], plan: list[dict[str, Any]]) -> dict[str, Any]:
         """Hard stop: fail the run (naming chunk, frame, metric) unless every frame passes.
         Writes the QA report either way."""
@@ -176,21 +176,21 @@ def face_swap_order() -> None:
 
         context = get_current_context()
         order, cfg = _order(), config.run_time()
-        first = context["ti"].xcom_pull(task_ids="quality_gate", key="gate") or {}
+        first = context["ti"].xcom_pull(task_ids=names.QUALITY_GATE, key=names.XCOM_GATE) or {}
         if first.get("passed") and not plan:
             result = first
         else:
             with media.worker_env(cfg):
                 result = evaluate(media.order_dir(cfg, order["order_id"]), order,
-                                  int(ingested["frames"]), stage="final_gate").to_dict()
+                                  int(ingested["frames"]), stage=names.FINAL_GATE).to_dict()
         report = media.qa_report(cfg, order)
         if report:
-            context["ti"].xcom_push(key="report", value=report)
+            context["ti"].xcom_push(key=names.XCOM_REPORT, value=report)
         if not result.get("passed"):
             raise AirflowFailException(result.get("message") or "quality gate failed")
         return result
 
-    @task(execution_timeout=timedelta(minutes=30))
+    @task(task_id=names.MERGE, execution_timeout=timedelta(minutes=30))
     def merge(ingested: dict[str, Any], gate: dict[str, Any]) -> dict[str, Any]:
         """Concat the swapped segments, mux the original audio, verify frames and duration."""
         order, cfg = _order(), config.run_time()
@@ -202,7 +202,7 @@ def face_swap_order() -> None:
         )
         return {**merged, "gate_passed": bool(gate.get("passed")), "summary": gate.get("summary")}
 
-    @task(outlets=[lineage.PUBLISHED], execution_timeout=timedelta(minutes=20))
+    @task(task_id=names.PUBLISH, outlets=[lineage.PUBLISHED], execution_timeout=timedelta(minutes=20))
     def publish(merged: dict[str, Any], ingested: dict[str, Any]) -> str:
         """Deliver the video (atomically) and announce it as an Asset event; returns its URI.
         The full delivery record (checksums, presigned URL, CDN) is XCom `published`."""
@@ -218,7 +218,7 @@ def face_swap_order() -> None:
             source_sha256=ingested.get("source_sha256"), when=context["dag_run"].run_after,
         )  # creates the CDN invalidation; cdn_ready waits for it, deferred, holding no worker slot
         uri = delivered["uri"]
-        context["ti"].xcom_push(key="published", value=delivered)
+        context["ti"].xcom_push(key=names.XCOM_PUBLISHED, value=delivered)
         lineage.record(inputs=[merged["output_uri"]], outputs=[uri])
         context["outlet_events"][lineage.PUBLISHED].extra = {
             "order_id": order["order_id"], "uri": uri, "frames": merged["frames"],
@@ -227,14 +227,14 @@ def face_swap_order() -> None:
 
     ingested = ingest()
     chunks = chunk(ingested)
-    swapped = swap_chunks("swap", chunks)
+    swapped = swap_chunks(names.SWAP, chunks)
     plan = quality_gate(ingested)
     swapped >> plan
-    reswapped = swap_chunks("reswap", plan)
+    reswapped = swap_chunks(names.RESWAP, plan)
     gate = final_gate(ingested, plan)
     reswapped >> gate
     publish(merge(ingested, gate), ingested) >> CdnInvalidationWait(
-        task_id="cdn_ready", retries=2, retry_delay=timedelta(seconds=30), execution_timeout=timedelta(minutes=20))
+        task_id=names.CDN_READY, retries=2, retry_delay=timedelta(seconds=30), execution_timeout=timedelta(minutes=20))
 
 
 face_swap_order()

@@ -26,10 +26,11 @@ from typing import Any, TypeVar
 
 import urllib3
 
+from operators import names
 from operators.order_schema import run_id_for
 
-ORDER_DAG = "face_swap_order"
-PUBLISH_TASK = "publish"
+ORDER_DAG = names.DAG_ID
+PUBLISH_TASK = names.PUBLISH
 TERMINAL = {"success", "failed"}
 FAILED_TI = {"failed", "upstream_failed"}
 RETRY_STATUSES = frozenset({500, 502, 503, 504})

@@ -13,6 +13,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from operators import names
 from operators.s3 import cdn
 from operators.s3.errors import CdnTimeoutError, S3TransientError
 
@@ -23,7 +24,7 @@ class CdnInvalidationWait(BaseOperator):
 
     ui_color = "#e8f4fd"
 
-    def __init__(self, *, publish_task_id: str = "publish", **kwargs: Any) -> None:
+    def __init__(self, *, publish_task_id: str = names.PUBLISH, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.publish_task_id = publish_task_id
 
@@ -32,7 +33,7 @@ class CdnInvalidationWait(BaseOperator):
         from operators.s3.client import ClientSettings
         from operators.s3.delivery import CdnOptions
 
-        delivered = context["ti"].xcom_pull(task_ids=self.publish_task_id, key="published") or {}
+        delivered = context["ti"].xcom_pull(task_ids=self.publish_task_id, key=names.XCOM_PUBLISHED) or {}
         inv = delivered.get("invalidation")
         if not inv:
             self.log.info("no CDN invalidation to wait for (no distribution configured, or published locally)")
@@ -61,7 +62,7 @@ class CdnInvalidationWait(BaseOperator):
             raise CdnTimeoutError(f"{where} still {event['status']} at the deadline; it continues server-side, "
                                   "the retry waits for it again")
         self.log.info("%s: %s after %d poll(s)", where, event["status"], event.get("polls", 0))
-        delivered = context["ti"].xcom_pull(task_ids=self.publish_task_id, key="published") or {}
+        delivered = context["ti"].xcom_pull(task_ids=self.publish_task_id, key=names.XCOM_PUBLISHED) or {}
         recorded = delivered.get("invalidation") or {}
         return {**recorded, "distribution_id": event["distribution_id"],
                 "invalidation_id": event["invalidation_id"], "status": event["status"]}

@@ -26,7 +26,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from kubernetes.client import models as k8s
 
 from faceworker.errors import EXIT_BAD_INPUT
-from operators import engine_client
+from operators import engine_client, names
 from operators.pod_spec import (
     BASE_CONTAINER,
     XCOM_FILE,
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 REFERENCE_EMBEDDING = "input/reference_embedding.npy"
-RUNNERS = ("local", "kubernetes")
+RUNNERS = names.RUNNERS
 _PARSE = parse_time_settings()
 
 
@@ -276,7 +276,7 @@ class FaceSwapPodOperator(KubernetesPodOperator):
         """Run the rendered pod's container here; stream its JSON-line stderr into the task log."""
         pod = self.build_pod_request_obj(context, dry_run=True)
         if context is not None:  # what this chunk would submit on Kubernetes, visible in the UI
-            context["ti"].xcom_push(key="pod", value=pod_manifest(pod))
+            context["ti"].xcom_push(key=names.XCOM_POD, value=pod_manifest(pod))
         with tempfile.TemporaryDirectory(prefix="faceswap-xcom-") as tmp:
             xcom_path = str(Path(tmp) / "return.json")
             argv, env = local_invocation(pod, xcom_path, local_model_dir())

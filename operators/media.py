@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from operators import engine_client, uris
+from operators import engine_client, names, uris
 from operators.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def claim_order(order_area: Any, order_id: str, run_id: str | None) -> None:
 
 
 def ingest(order: dict[str, Any], cfg: RunConfig, timeout_s: float = 1200,
-           run_id: str | None = None) -> dict[str, Any]:
+           run_id: str | None = None) -> names.IngestResult:
     """Validate the inputs, copy them into the work area, probe, normalise, embed the source."""
     from operators.s3.workarea import size_of
 
@@ -274,7 +274,7 @@ def effective_chunk_frames(frames: int, chunk_frames: int | None, max_chunks: in
     return max(chunk_frames, math.ceil(frames / max_chunks))
 
 
-def chunk_ranges(frames: int, chunk_frames: int) -> list[dict[str, int]]:
+def chunk_ranges(frames: int, chunk_frames: int) -> list[names.ChunkSpec]:
     """[start, end) ranges of `chunk_frames` covering [0, frames), the last one shorter."""
     return [
         {"chunk": i, "start": start, "end": min(start + chunk_frames, frames)}
@@ -285,7 +285,7 @@ def chunk_ranges(frames: int, chunk_frames: int) -> list[dict[str, int]]:
 def split(
     order: dict[str, Any], ingested: dict[str, Any], cfg: RunConfig, max_chunks: int,
     timeout_s: float = 1800,
-) -> list[dict[str, int]]:
+) -> list[names.ChunkSpec]:
     """Cut the mezzanine pieces and return the chunk specs the swap tasks map over."""
     frames = int(ingested["frames"])
     requested = order.get("chunk_frames")
@@ -402,7 +402,7 @@ def swap_retries(order_area: Any) -> dict[int, int]:
     """chunk -> failed tries of its `swap` task (a mapped swap's map index is its chunk number)."""
     counts: dict[int, int] = {}
     for rec in failure_records(order_area):
-        if rec.get("task_id") == "swap" and isinstance(rec.get("map_index"), int) and rec["map_index"] >= 0:
+        if rec.get("task_id") == names.SWAP and isinstance(rec.get("map_index"), int) and rec["map_index"] >= 0:
             counts[rec["map_index"]] = counts.get(rec["map_index"], 0) + 1
     return counts
 

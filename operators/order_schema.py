@@ -8,18 +8,21 @@ from __future__ import annotations
 import re
 from typing import Any
 
-# One order id rule for the whole project: the engine's work area (faceworker.workarea) allows the
-# same 128 characters (tests/operators/test_order_check.py keeps the two equal).
-ORDER_ID_MAX = 128
-ORDER_ID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{ORDER_ID_MAX - 1}}}$"
+from operators import names
+
+# One order id rule for the whole project: the engine's work area's (faceworker.workarea), the one
+# docs/triggering.md promises (128 characters).
+ORDER_ID_MAX = names.ORDER_ID_MAX
+ORDER_ID_PATTERN = names.ORDER_ID_PATTERN
 URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+|file:///\S+|/\S+)$"
 ORDER_ID_RE = re.compile(ORDER_ID_PATTERN)
 URI_RE = re.compile(URI_PATTERN)
 URI_FIELDS = ("source", "target", "reference")  # input URIs (publish_to is a prefix, checked at publish)
 
-SWAPPERS = ["classic", "inswapper_128"]
-ENHANCERS = ["none", "gfpgan"]
-FACE_SELECTORS = ["one", "many", "reference"]
+# the choices, from their Literals (operators/names.py)
+SWAPPERS = list(names.SWAPPERS)
+ENHANCERS = list(names.ENHANCERS)
+FACE_SELECTORS = list(names.FACE_SELECTORS)
 
 # field -> JSON-schema fragment (with "default", "title", "description" and "section").
 ORDER_FIELDS: dict[str, dict[str, Any]] = {
@@ -165,7 +168,7 @@ def run_id_for(order_id: str) -> str:
 
     if not isinstance(order_id, str) or not ORDER_ID_RE.match(order_id) or ".." in order_id:
         raise ValueError(f"order_id: {ORDER_ID_RULE}; got {order_id!r}")
-    return f"order__{order_id}"
+    return f"{names.RUN_ID_PREFIX}{order_id}"
 
 
 def coerce_field(key: str, raw: str) -> Any:

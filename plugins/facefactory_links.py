@@ -18,15 +18,16 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
+from operators import names
 from operators.order_schema import ORDER_ID_PATTERN
 
 log = logging.getLogger("facefactory.links")
 
-DAG_ID = "face_swap_order"
+DAG_ID = names.DAG_ID
 URL_PREFIX = "/facefactory"
-RUN_PREFIX = "order__"
-GATE_TASKS = ("quality_gate", "final_gate")
-PUBLISH_TASK = "publish"
+RUN_PREFIX = names.RUN_ID_PREFIX
+GATE_TASKS = names.GATE_STAGES
+PUBLISH_TASK = names.PUBLISH
 ORDER_ID = re.compile(ORDER_ID_PATTERN)
 REPORT_FILES = {"index.html", "metrics.png", "contact_sheet.png", "cost.json"}
 
@@ -75,7 +76,7 @@ def published_uri(order_id: str, dag_id: str = DAG_ID) -> str | None:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        row = session.scalars(XComModel.get_many(run_id=RUN_PREFIX + order_id, key="return_value",
+        row = session.scalars(XComModel.get_many(run_id=RUN_PREFIX + order_id, key=names.XCOM_RETURN,
                                                  task_ids=PUBLISH_TASK, dag_ids=dag_id, limit=1)).first()
         if row is None:
             return None

@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
+from operators import names
 from operators.order_check import Problem, order_problems, refusal
 from operators.order_schema import ORDER_FIELDS, run_id_for
 
 log = logging.getLogger("facefactory.orders")
 
-DAG_ID = "face_swap_order"
+DAG_ID = names.DAG_ID
 TRIGGER_PATH = re.compile(rf"/api/v2/dags/{DAG_ID}/dagRuns/?$")
 
 Scope = MutableMapping[str, Any]

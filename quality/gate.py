@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from operators.names import QUALITY_GATE, GateResultDict, GateStage
 from quality import workarea as wa
 from quality.fallback import fallback_options
 from quality.frames import OrderFrames, chunk_of, frame_ranges, load_order_frames
@@ -50,7 +51,7 @@ class GateResult:
     summary: dict
     chunks: list[dict] = field(default_factory=list)
     validation_uri: str | None = None
-    stage: str = "quality_gate"
+    stage: GateStage = QUALITY_GATE
 
     def failures_for(self, chunk: int) -> list[dict]:
         return [f for f in self.failures if f.get("chunk") == chunk]
@@ -91,7 +92,7 @@ class GateResult:
         failed = ", ".join(s.get("failed_expectations", []))
         return f"{head}. Failed expectations: {failed}. " + " | ".join(parts)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> GateResultDict:
         """JSON-able, size-capped form for XCom."""
         by_chunk = {str(i): self.failures_for(i)[:XCOM_FAILURES_PER_CHUNK] for i in self.failing_chunks}
         return {
@@ -237,7 +238,7 @@ def _same_validation(order_dir: str, fingerprint: str) -> dict | None:
     return stored
 
 
-def evaluate(order_dir: str, order: dict, expected_frames: int, *, stage: str = "quality_gate",
+def evaluate(order_dir: str, order: dict, expected_frames: int, *, stage: GateStage = QUALITY_GATE,
              suite_path: str = str(DEFAULT_SUITE)) -> GateResult:
     """Validate every frame of the order in ``order_dir`` against the suite.
 

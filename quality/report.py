@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from operators.names import GATE_STAGES
 from quality import workarea as wa
 from quality.contact import contact_sheet_png
 from quality.cost import emit_stats, order_cost
@@ -87,7 +88,7 @@ def _expectation_rows(validation: dict) -> list[dict]:
 
 def _stage_history(order_dir: str) -> list[dict]:
     out = []
-    for stage in ("quality_gate", "final_gate"):
+    for stage in GATE_STAGES:
         uri = wa.join(order_dir, "quality", f"{stage}.json")
         if wa.exists(uri):
             ff = wa.read_json(uri).get("meta", {}).get("facefactory", {})

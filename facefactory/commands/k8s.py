@@ -15,7 +15,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-DAG_ID = "face_swap_order"
+from operators import names
+
+DAG_ID = names.DAG_ID
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

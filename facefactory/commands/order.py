@@ -25,9 +25,10 @@ from typing import Any
 
 from facefactory import settings as ff_settings
 from facefactory.deadlines import without_deadline
+from operators import names
 from operators.order_schema import coerce_field, ORDER_FIELDS, run_id_for
 
-DAG_ID = "face_swap_order"
+DAG_ID = names.DAG_ID
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 #: modules the order's tasks import lazily (Great Expectations, pandas, matplotlib, boto3): imported

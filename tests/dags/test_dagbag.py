@@ -77,6 +77,12 @@ def test_face_swap_order_shape(dagbag) -> None:
 
     assert downstream["publish"] == {"cdn_ready"}
     assert isinstance(dag.get_task("cdn_ready"), CdnInvalidationWait)
+    # every task id is one of operators.names' constants (the links, report and CLI look tasks up by them)
+    from operators import names
+
+    assert dag.dag_id == names.DAG_ID
+    assert set(dag.task_ids) == {names.INGEST, names.CHUNK, names.SWAP, names.QUALITY_GATE, names.RESWAP,
+                                 names.FINAL_GATE, names.MERGE, names.PUBLISH, names.CDN_READY}
 
 
 def test_params_form_comes_from_order_schema(dagbag) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from faceworker.errors import EXIT_BAD_INPUT, EXIT_BUG, EXIT_OK, EXIT_TRANSIENT, BadInput, TransientError
 from faceworker.logs import Logger, get_logger
+from faceworker.spec import FACE_SELECTORS
 from faceworker.workarea import OrderArea, WorkArea, open_store, scratch
 
 
@@ -303,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--end", type=int, required=True)
     sp.add_argument("--swapper", default="classic")
     sp.add_argument("--enhancer", default="none")
-    sp.add_argument("--face-selector", default="one", choices=["one", "many", "reference"])
+    sp.add_argument("--face-selector", default="one", choices=FACE_SELECTORS)
     sp.add_argument("--reference", default=None)
     sp.add_argument("--identity-weight", type=float, default=None)
     sp.add_argument("--options", default=None, help="swapper options as a JSON object")

@@ -11,14 +11,19 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal, get_args
 
 from faceworker import ENGINE_VERSION
 from faceworker.errors import BadInput
 
 SWAPPER_DEFAULT = "classic"
-ENHANCERS = ("none", "gfpgan")
-FACE_SELECTORS = ("one", "many", "reference")
+# The engine's choices, each one Literal: the CLI, the order schema and the Airflow side's worker
+# arguments are derived from these (operators/names.py re-exports them), so a new enhancer or face
+# selector is this Literal plus the engine code that implements it.
+Enhancer = Literal["none", "gfpgan"]
+FaceSelector = Literal["one", "many", "reference"]
+ENHANCERS: tuple[Enhancer, ...] = get_args(Enhancer)
+FACE_SELECTORS: tuple[FaceSelector, ...] = get_args(FaceSelector)
 
 
 @dataclass

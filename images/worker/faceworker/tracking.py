@@ -42,12 +42,13 @@ from faceworker.faces import DeferredEmbedding, FaceAnalyzer, embedding_vector
 from faceworker.frames import FrameLike, FrameView
 from faceworker.geometry import landmark_bbox, procrustes_residual
 from faceworker.smoothing import LandmarkSmoother
+from faceworker.spec import FACE_SELECTORS
 from faceworker.types import Face
 
 SAME_PERSON_DIST = 0.6  # dlib's Euclidean same-person threshold
 MAX_RESIDUAL = 0.12  # Procrustes residual vs the detected shape above which the track is lost
 GRAY_PAD = 0.6  # grey image kept valid this far (x face box) around a predictor call
-SELECTORS = ("one", "reference", "many")
+SELECTORS = FACE_SELECTORS
 
 FULL_DETECT_S = 1.0  # one/reference: a full-frame detection at least this often (seconds of video)
 PATCH = 32  # side of the grey appearance patch (px)

@@ -33,7 +33,10 @@ def intermediate_tagging(key: str) -> str | None:
         return f"{INTERMEDIATE_TAG_KEY}={INTERMEDIATE_TAG_VALUE}"
     return None
 
-_ORDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# The one order-id rule (docs/triggering.md promises 128 characters); the order schema uses it too.
+ORDER_ID_MAX = 128
+ORDER_ID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{ORDER_ID_MAX - 1}}}$"
+_ORDER_ID = re.compile(ORDER_ID_PATTERN)
 
 
 def check_rel(rel: str) -> str:
@@ -49,7 +52,7 @@ def check_rel(rel: str) -> str:
 
 def check_order_id(order_id: str) -> str:
     if not isinstance(order_id, str) or not _ORDER_ID.match(order_id) or ".." in order_id:
-        raise BadInput(f"bad order id {order_id!r}: use letters, digits, '.', '_' or '-' (max 128)")
+        raise BadInput(f"bad order id {order_id!r}: use letters, digits, '.', '_' or '-' (max {ORDER_ID_MAX})")
     return order_id
 
 
