@@ -24,6 +24,7 @@ from airflow.sdk import (
 )
 
 from facefactory import settings as ff_settings
+from faceworker.workarea import SOURCE_EMBEDDING, VALIDATION
 from operators import config, lineage, media, names, publish as publishing
 from operators.cdn_wait import CdnInvalidationWait
 from operators.face_swap_pod import FaceSwapPodOperator, swap_arguments
@@ -123,11 +124,12 @@ def face_swap_order() -> None:
         problems = config.order_problems(context["dag_run"].conf, order)
         if problems:
             raise media.BadOrder("invalid order: " + "; ".join(problems))
-        result = media.ingest(order, config.run_time(), run_id=context["run_id"])
+        cfg = config.run_time()
+        result = media.ingest(order, cfg, run_id=context["run_id"])
+        area = lineage.order_paths(media.work_root(cfg), order["order_id"])
         lineage.record(
             inputs=[result["source_uri"], result["target_uri"]],
-            outputs=[result["source_local"], result["target_local"],
-                     f"{result['order_dir']}/input/source_embedding.npy"],
+            outputs=[result["source_local"], result["target_local"], area.uri(SOURCE_EMBEDDING)],
         )
         return result
 
@@ -136,10 +138,10 @@ def face_swap_order() -> None:
         """Frame ranges + mezzanine pieces; each spec carries its swap-chunk arguments."""
         order, cfg = _order(), config.run_time()
         chunks = media.split(order, ingested, cfg, max_chunks=PARSE.max_map_length)
-        odir = media.order_dir(cfg, order["order_id"])
+        area = lineage.order_paths(media.work_root(cfg), order["order_id"])
         lineage.record(
             inputs=[ingested["video"]],
-            outputs=[f"{odir}/chunks/{c['chunk']:05d}/segment.mkv" for c in chunks],
+            outputs=[area.uri(area.chunk_rel(c["chunk"])) for c in chunks],
         )
         return [
             {**c, "arguments": swap_arguments(media.work_root(cfg), order["order_id"], c, order)}
@@ -158,7 +160,8 @@ def face_swap_order() -> None:
         get_current_context()["ti"].xcom_push(key=names.XCOM_GATE, value=result.to_dict())
         lineage.record(
             inputs=media.swapped_files(cfg, order["order_id"], "metrics.json"),
-            outputs=[result.validation_uri or f"{odir}/quality/validation.json"],
+            outputs=[result.validation_uri
+                     or lineage.order_paths(media.work_root(cfg), order["order_id"]).uri(VALIDATION)],
         )
         return [
             {**plan, "arguments": swap_arguments(

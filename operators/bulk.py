@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+from faceworker.workarea import split_s3_uri
 from operators.order_check import order_problems, parse_field
 from operators.order_schema import run_id_for
 
@@ -262,7 +263,7 @@ class S3Inbox:
     """Inbox under an ``s3://bucket/prefix`` (boto3; endpoint from AWS_ENDPOINT_URL/FACEFACTORY_S3_ENDPOINT_URL)."""
 
     def __init__(self, url: str, client: Any | None = None) -> None:
-        bucket, _, prefix = url.removeprefix("s3://").partition("/")
+        bucket, prefix = split_s3_uri(url)
         self.bucket, self.prefix = bucket, prefix.strip("/")
         self.url = url
         if client is None:

@@ -25,6 +25,7 @@ from airflow.sdk.bases.operator import partial as _sdk_partial
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from kubernetes.client import models as k8s
 
+from faceworker import workarea
 from faceworker.errors import EXIT_BAD_INPUT
 from operators import engine_client, names
 from operators.pod_spec import (
@@ -40,7 +41,7 @@ from operators.pod_spec import (
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-REFERENCE_EMBEDDING = "input/reference_embedding.npy"
+REFERENCE_EMBEDDING = workarea.REFERENCE_EMBEDDING
 RUNNERS = names.RUNNERS
 _PARSE = parse_time_settings()
 

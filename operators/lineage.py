@@ -13,10 +13,17 @@ from pathlib import Path
 
 from airflow.sdk import Asset, ObjectStoragePath
 
+from faceworker.workarea import SOURCE_EMBEDDING, OrderArea, open_store
+
 log = logging.getLogger(__name__)
 
 # Asset event emitted once per published order; `extra` carries the order id and the URI.
 PUBLISHED = Asset(name="facefactory_published_video", uri="facefactory://published/videos")
+
+
+def order_paths(work_root: str, order_id: str) -> OrderArea:
+    """The order's work area, for naming its files (OrderArea's layout; no I/O, no S3 client yet)."""
+    return OrderArea(open_store(work_root), order_id)
 
 
 def as_uri(path_or_uri: str | Path) -> str:
@@ -78,9 +85,9 @@ def record_swap(context: dict) -> None:
     work, order, chunk = value("--work"), value("--order"), value("--chunk")
     if not (work and order and chunk is not None):
         return
-    base = f"{work.rstrip('/')}/orders/{order}"
-    index = f"{int(chunk):05d}"
+    area = order_paths(work, order)
     record(
-        inputs=[f"{base}/chunks/{index}/segment.mkv", f"{base}/input/source_embedding.npy"],
-        outputs=[f"{base}/swapped/{index}/segment.mp4", f"{base}/swapped/{index}/metrics.json"],
+        inputs=[area.uri(area.chunk_rel(int(chunk))), area.uri(SOURCE_EMBEDDING)],
+        outputs=[area.uri(area.swapped_rel(int(chunk), "segment.mp4")),
+                 area.uri(area.swapped_rel(int(chunk), "metrics.json"))],
     )

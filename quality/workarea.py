@@ -1,17 +1,19 @@
-"""Minimal reader/writer for the order work area (a local path, ``file://`` URI or ``s3://`` URI).
+"""Whole-object reads and writes of the order work area for the quality side (the gate and the
+report get object URIs: a local path, ``file://`` or ``s3://``).
 
-The quality side only needs whole-object reads and writes; local paths go through pathlib,
-``s3://`` through boto3 (honouring ``FACEFACTORY_S3_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL``).
+A thin layer over the engine's work area (``faceworker.workarea``, a contract module): the same
+stores, the same ``s3://`` parsing and the same boto3 client set-up as the engine and the
+operators, so there is one implementation of the work area, not three.
 """
 from __future__ import annotations
 
 import io
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from faceworker.workarea import make_s3_client, open_object, split_s3_uri
 
 
 def join(base: str, *parts: str) -> str:
@@ -19,58 +21,32 @@ def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *[p.strip("/") for p in parts]])
 
 
-def _local(uri: str) -> Path | None:
-    if uri.startswith("file://"):
-        return Path(uri[len("file://"):])
-    if "://" not in uri:
-        return Path(uri)
-    return None
-
-
-def s3_client():
-    import boto3
-
-    endpoint = os.environ.get("FACEFACTORY_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
-    return boto3.client("s3", endpoint_url=endpoint) if endpoint else boto3.client("s3")
+def s3_client() -> Any:
+    """boto3 S3 client (``FACEFACTORY_S3_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL``), as the engine builds it."""
+    return make_s3_client()
 
 
 def split_s3(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise ValueError(f"unsupported work-area URI {uri!r} (local path, file:// or s3://)")
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    return bucket, key
+    """(bucket, key) of an ``s3://`` URI."""
+    return split_s3_uri(uri)
 
 
 def read_bytes(uri: str) -> bytes:
-    p = _local(uri)
-    if p is not None:
-        return p.read_bytes()
-    bucket, key = split_s3(uri)
-    return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    store, key = open_object(uri)
+    return store.read_bytes(key)
 
 
 def exists(uri: str) -> bool:
-    p = _local(uri)
-    if p is not None:
-        return p.exists()
-    bucket, key = split_s3(uri)
+    store, key = open_object(uri)
     try:
-        s3_client().head_object(Bucket=bucket, Key=key)
-        return True
-    except Exception:  # noqa: BLE001 - botocore raises ClientError(404) for absent keys
+        return store.exists(key)
+    except Exception:  # noqa: BLE001 - unreadable counts as absent here: the gate reports what it lacks
         return False
 
 
 def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-    p = _local(uri)
-    if p is not None:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(p)
-        return
-    bucket, key = split_s3(uri)
-    s3_client().put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+    store, key = open_object(uri)
+    store.write_bytes(key, data, content_type)
 
 
 def read_json(uri: str) -> Any:

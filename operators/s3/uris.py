@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from faceworker.workarea import split_s3_uri
 from operators.s3.errors import S3UriError
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -96,11 +97,8 @@ def parse_s3_uri(uri: str, *, require_key: bool = True, prefix: bool = False) ->
         raise S3UriError(f"{uri!r}: not an s3:// URI")
     if any(ch in text for ch in "?#"):
         raise S3UriError(f"{uri!r}: query strings and fragments are not allowed in s3:// URIs")
-    rest = text[len("s3://"):]
-    bucket, sep, key = rest.partition("/")
+    bucket, key = split_s3_uri(text)
     validate_bucket(bucket)
-    if not sep:
-        key = ""
     if prefix and key.endswith("/"):
         validate_key(key, bucket, allow_empty=not require_key, prefix=True)
         key = key.rstrip("/")

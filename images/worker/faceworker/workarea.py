@@ -33,10 +33,17 @@ def intermediate_tagging(key: str) -> str | None:
         return f"{INTERMEDIATE_TAG_KEY}={INTERMEDIATE_TAG_VALUE}"
     return None
 
+
 # The one order-id rule (docs/triggering.md promises 128 characters); the order schema uses it too.
 ORDER_ID_MAX = 128
 ORDER_ID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{ORDER_ID_MAX - 1}}}$"
 _ORDER_ID = re.compile(ORDER_ID_PATTERN)
+
+
+# Files of the layout (docs/contracts.md, "Work area") that more than one side names.
+SOURCE_EMBEDDING = "input/source_embedding.npy"
+REFERENCE_EMBEDDING = "input/reference_embedding.npy"
+VALIDATION = "quality/validation.json"
 
 
 def check_rel(rel: str) -> str:
@@ -61,7 +68,7 @@ class Store(Protocol):
 
     def uri(self, key: str) -> str: ...
     def read_bytes(self, key: str) -> bytes: ...
-    def write_bytes(self, key: str, data: bytes) -> None: ...
+    def write_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None: ...
     def create_bytes(self, key: str, data: bytes) -> bool: ...
     def exists(self, key: str) -> bool: ...
     def download_to(self, key: str, local: Path) -> Path: ...
@@ -107,7 +114,8 @@ class LocalStore:
             raise
         return tmp
 
-    def write_bytes(self, key: str, data: bytes) -> None:
+    def write_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        """Atomic replace (`content_type` only matters to object stores)."""
         dest = self._path(key)
         tmp = self._complete_temp(dest, data)
         try:
@@ -197,14 +205,17 @@ class S3Store:
         with _s3_errors(self.uri(key)):
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
 
-    def _put(self, key: str, data: bytes, **conditions: str) -> None:
+    def _put(self, key: str, data: bytes, content_type: str | None = None, **conditions: str) -> None:
         """PutObject with the lifecycle tag of intermediate objects (and any conditional headers)."""
         extra = {"Tagging": tag} if (tag := intermediate_tagging(self._key(key))) else {}
+        if content_type:
+            extra["ContentType"] = content_type
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra, **conditions)
 
-    def write_bytes(self, key: str, data: bytes) -> None:
+    def write_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        """PutObject; `content_type` is what a browser gets through a presigned URL (reports)."""
         with _s3_errors(self.uri(key)):
-            self._put(key, data)
+            self._put(key, data, content_type)
 
     def create_bytes(self, key: str, data: bytes) -> bool:
         """PutObject with `If-None-Match: *` (S3 conditional writes): True when this call created
@@ -304,13 +315,22 @@ def _s3_errors(uri: str, passthrough: bool = False) -> Iterator[None]:
         raise
 
 
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """(bucket, key) of `s3://bucket/key`: the one place an s3:// URI is taken apart (the Airflow
+    side's `operators.s3.uris.parse_s3_uri` validates the parts on top of this)."""
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        raise BadInput(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    return bucket, key
+
+
 def open_store(root: str) -> Store:
     """Parse a work root: local path, `file://` URI or `s3://bucket/prefix`."""
     if not root:
         raise BadInput("empty work area root")
+    if root.startswith("s3://"):
+        return S3Store(*split_s3_uri(root))
     parsed = urlparse(root)
-    if parsed.scheme == "s3":
-        return S3Store(parsed.netloc, parsed.path)
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             raise BadInput(f"file:// URI with a host is not supported: {root}")
@@ -318,6 +338,16 @@ def open_store(root: str) -> Store:
     if parsed.scheme and len(parsed.scheme) > 1:
         raise BadInput(f"unsupported work area URI scheme {parsed.scheme!r}: {root}")
     return LocalStore(root)
+
+
+def open_object(uri: str) -> tuple[Store, str]:
+    """The store holding the single object at `uri` (local path, `file://` or `s3://` URI) and its
+    key there: for readers that get whole-object URIs (quality's gate and report)."""
+    if uri.startswith("s3://"):
+        bucket, key = split_s3_uri(uri)
+        return S3Store(bucket), key
+    parent, _, name = uri.rstrip("/").rpartition("/")
+    return open_store(parent or ("/" if uri.startswith("/") else ".")), name
 
 
 class OrderArea:

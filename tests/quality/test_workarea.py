@@ -1,0 +1,32 @@
+"""quality.workarea is the engine's work area (faceworker.workarea) seen through object URIs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from faceworker.errors import BadInput
+from faceworker.workarea import LocalStore, S3Store, open_object, open_store, split_s3_uri
+from quality import workarea as wa
+
+
+def test_one_s3_parser_for_roots_and_objects() -> None:
+    assert split_s3_uri("s3://bucket/a/b.json") == ("bucket", "a/b.json")
+    assert split_s3_uri("s3://bucket") == ("bucket", "")
+    with pytest.raises(BadInput):
+        split_s3_uri("/local/path")
+    store = open_store("s3://bucket/ff/")
+    assert isinstance(store, S3Store) and (store.bucket, store.prefix) == ("bucket", "ff")
+    obj, key = open_object("s3://bucket/ff/orders/o1/quality/x.json")
+    assert isinstance(obj, S3Store) and obj.uri(key) == "s3://bucket/ff/orders/o1/quality/x.json"
+
+
+@pytest.mark.parametrize("prefix", ["", "file://"])
+def test_local_objects_round_trip(tmp_path: Path, prefix: str) -> None:
+    uri = f"{prefix}{tmp_path}/orders/o1/quality/gate.json"
+    store, key = open_object(uri)
+    assert isinstance(store, LocalStore) and store.uri(key) == str(tmp_path / "orders/o1/quality/gate.json")
+    assert not wa.exists(uri)
+    wa.write_json(uri, {"passed": True})
+    assert wa.exists(uri) and wa.read_json(uri) == {"passed": True}
+    assert not [p for p in (tmp_path / "orders/o1/quality").iterdir() if p.name.startswith(".")]
