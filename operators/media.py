@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from faceworker.workarea import OrderArea, open_store
 from operators import engine_client, names, uris
 from operators.config import RunConfig
 
@@ -48,7 +49,7 @@ def work_root(cfg: RunConfig) -> str:
 
 def order_dir(cfg: RunConfig, order_id: str) -> str:
     """The order's work area: `<work root>/orders/<order_id>` (local path or s3:// URI)."""
-    return f"{work_root(cfg)}/orders/{order_id}"
+    return OrderArea(open_store(work_root(cfg)), order_id).root_uri
 
 
 def area(cfg: RunConfig, order_id: str) -> Any:

@@ -61,11 +61,12 @@ def video_url(order_id: str) -> str:
     return f"{_base_path()}{URL_PREFIX}/orders/{order_id}/video"
 
 
-def _order_dir(order_id: str) -> str:
+def _order_area(order_id: str) -> Any:
+    """The order's `faceworker.workarea.OrderArea` under the deployment's work root."""
     from facefactory import settings
-    from quality import workarea as wa
+    from faceworker.workarea import OrderArea, open_store
 
-    return wa.join(settings.load().work_root, "orders", order_id)
+    return OrderArea(open_store(settings.load().work_root), order_id)
 
 
 def published_uri(order_id: str, dag_id: str = DAG_ID) -> str | None:
@@ -161,7 +162,7 @@ def _report_file(order_id: str, name: str) -> Response:
 def _work_file(order_id: str, rel: str) -> Response:
     from quality import workarea as wa
 
-    uri = wa.join(_order_dir(order_id), rel)
+    uri = _order_area(order_id).uri(rel)
     if not wa.exists(uri):
         raise HTTPException(status_code=404, detail=f"{rel} not written yet for order {order_id}")
     media = mimetypes.guess_type(rel)[0] or "application/octet-stream"

@@ -362,6 +362,11 @@ class OrderArea:
     def key(self, rel: str) -> str:
         return f"{self.prefix}/{check_rel(rel)}"
 
+    @property
+    def root_uri(self) -> str:
+        """The order's own prefix, `<work root>/orders/<order_id>` (what quality's readers take)."""
+        return self.store.uri(self.prefix)
+
     def uri(self, rel: str) -> str:
         return self.store.uri(self.key(rel))
 

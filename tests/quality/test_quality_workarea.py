@@ -30,3 +30,12 @@ def test_local_objects_round_trip(tmp_path: Path, prefix: str) -> None:
     wa.write_json(uri, {"passed": True})
     assert wa.exists(uri) and wa.read_json(uri) == {"passed": True}
     assert not [p for p in (tmp_path / "orders/o1/quality").iterdir() if p.name.startswith(".")]
+
+
+def test_order_root_uri_is_the_areas_prefix(tmp_path: Path) -> None:
+    from faceworker.workarea import OrderArea
+
+    assert OrderArea(open_store("s3://bucket/ff/"), "o1").root_uri == "s3://bucket/ff/orders/o1"
+    area = OrderArea(open_store(str(tmp_path)), "o1")
+    assert area.root_uri == str(tmp_path / "orders" / "o1")
+    assert wa.join(area.root_uri, "quality", "gate.json") == area.uri("quality/gate.json")
