@@ -59,7 +59,11 @@ def run_worker(args: list[str], timeout_s: float) -> dict[str, Any]:
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         assert proc.stderr is not None and proc.stdout is not None
         reader = relay(proc.stderr, log)
-        timer = threading.Timer(timeout_s, lambda: (expired.set(), proc.kill()))
+        def expire() -> None:
+            expired.set()
+            proc.kill()
+
+        timer = threading.Timer(timeout_s, expire)
         timer.start()
         try:
             stdout = proc.stdout.read()
