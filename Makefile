@@ -17,7 +17,7 @@ help:
 	@echo "make test   - set up, then run the whole test suite (.venv/bin/pytest)"
 	@echo "make bench  - engine fps vs the ffmpeg bound, Airflow overhead, whole 60 s orders vs the bound"
 	@echo "make images - build the worker and Airflow container images (docker)"
-	@echo "make lint   - byte-compile, DAG import check, Dockerfile lint"
+	@echo "make lint   - ruff, mypy (strict for the engine), DAG import check, Dockerfile lint"
 
 setup:
 	@scripts/setup.sh
@@ -44,6 +44,9 @@ images:
 	docker build -t facefactory-airflow:$(IMAGE_TAG) -f images/airflow/Dockerfile .
 
 lint: setup
+	$(VENV)/bin/ruff check .
+	cd images/worker && $(VENV)/bin/mypy faceworker
+	$(VENV)/bin/mypy dags operators quality facefactory plugins
 	$(PY) -m compileall -q dags operators quality facefactory plugins images/worker/faceworker
 	$(PYTEST) -q tests/dags/test_dagbag.py
 	@for f in $$(find images -name Dockerfile); do echo "hadolint $$f"; $(VENV)/bin/hadolint $$f; done

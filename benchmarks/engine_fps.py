@@ -12,7 +12,8 @@ Each as wall fps and CPU ms/frame (this process, its threads and its waited-for 
 the metrics worker processes). The chunk runs twice: with the default metrics workers
 (chunk_runner.metrics_workers: 2 on >= 2 CPUs, or FACEFACTORY_METRICS_WORKERS) and with
 --compare-workers (default 0: embeddings inline), unless both are the same.
-Ratios divide by the ffmpeg bound measured in the same run. Also measures the two mezzanine codecs (x264 qp 0 ultrafast vs FFV1). Writes benchmarks/results/engine_fps.json.
+Ratios divide by the ffmpeg bound measured in the same run. Also measures the two mezzanine codecs
+(x264 qp 0 ultrafast vs FFV1). Writes benchmarks/results/engine_fps.json.
 
     .venv/bin/python benchmarks/engine_fps.py [--seconds 2] [--sizes 1280x720,1920x1080] [--no-mezzanine]
 """
@@ -87,7 +88,7 @@ def mezzanine(src: Path, tmp: Path, frames: int) -> dict[str, Any]:
     out = {}
     for codec in ("x264", "ffv1"):
         d = tmp / f"mezz-{codec}"
-        secs = _time(lambda: video.split(src, d, frames, codec=codec))
+        secs = _time(lambda d=d, codec=codec: video.split(src, d, frames, codec=codec))
         size = sum(p.stat().st_size for p in d.rglob("*.mkv"))
         out[codec] = {"split_s": round(secs, 3), "fps": round(frames / secs, 1), "bytes": size,
                       "mb_per_frame": round(size / frames / 1e6, 3)}
@@ -229,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes:
             rows.append(bench_size(size, args.seconds, Path(tmpd), args.crf, args.preset,
                                    not args.no_mezzanine,
-                                   None if args.compare_workers < 0 else args.compare_workers))  # type: ignore[arg-type]
+                                   None if args.compare_workers < 0 else args.compare_workers))
     print_table(rows)
     doc = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                        "loadavg_before": [round(v, 2) for v in load0],

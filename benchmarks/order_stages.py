@@ -49,7 +49,7 @@ def _count_workers() -> dict[str, int]:
         counts[args[0]] = counts.get(args[0], 0) + 1
         return real(args, timeout_s)
 
-    media.run_worker = counted  # type: ignore[assignment]
+    media.run_worker = counted
     return counts
 
 

@@ -107,7 +107,7 @@ def simulate(infos: list, normal: list[dict], variant: list[dict], run: int, tri
              rng: np.random.Generator, doubts: bool = True) -> dict[str, Any]:
     n = len(infos)
     caught = named = injected = 0
-    for t in range(trials):
+    for _ in range(trials):
         start = int(rng.integers(0, n - run + 1))
         frames = set(range(start, start + run))
         rows = [variant[i] if i in frames else normal[i] for i in range(n)]

@@ -96,8 +96,8 @@ class _Retryable(Exception):
 def _why(exc: BaseException) -> str:
     """`connection refused`, not urllib3's `HTTPConnectionPool(...): Max retries exceeded ...`."""
     inner: BaseException = exc
-    while isinstance(getattr(inner, "reason", None), BaseException):
-        inner = inner.reason  # type: ignore[assignment]
+    while isinstance(reason := getattr(inner, "reason", None), BaseException):
+        inner = reason
     match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(inner))
     if match:
         return match.group(1).strip().lower()

@@ -69,8 +69,8 @@ def _create_run(dag: Any, run_id: str, conf: dict[str, Any], session: Any) -> tu
     SerializedDAG.clear_dags(dags=[scheduler_dag], start_date=now, end_date=now, dag_run_state=False)
     _sync_dag(dag, session)
     # callbacks are not serialised; the run's own success/failure callbacks come from the real DAG
-    scheduler_dag.on_success_callback = dag.on_success_callback
-    scheduler_dag.on_failure_callback = dag.on_failure_callback
+    scheduler_dag.on_success_callback = dag.on_success_callback  # type: ignore[attr-defined]  # set for this run only
+    scheduler_dag.on_failure_callback = dag.on_failure_callback  # type: ignore[attr-defined]  # set for this run only
     interval = coerce_to_core_timetable(dag.timetable).infer_manual_data_interval(run_after=now)
     run = get_or_create_dagrun(
         dag=scheduler_dag, run_id=run_id, logical_date=now, data_interval=interval, run_after=now,
@@ -157,7 +157,7 @@ def _share_execution_api() -> None:
 
         app = InProcessExecutionAPI().app
         _initialise_versioned_routes(app)
-        supervisor.in_process_api_server = lambda: InProcessExecutionAPI(app=app)
+        supervisor.in_process_api_server = lambda: InProcessExecutionAPI(app=app)  # type: ignore[assignment]  # was lru_cache'd
     except Exception:  # noqa: BLE001 - only a speed-up
         log.warning("could not pre-build the in-process Execution API", exc_info=True)
 

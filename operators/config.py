@@ -8,6 +8,8 @@ Two kinds of setting live here:
 """
 from __future__ import annotations
 
+from typing import Any
+
 import os
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -122,7 +124,7 @@ def run_time(use_variables: bool = True) -> RunConfig:
     return RunConfig(settings=base, caps=caps)
 
 
-def with_settings(cfg: RunConfig, **changes: object) -> RunConfig:
+def with_settings(cfg: RunConfig, **changes: Any) -> RunConfig:
     """A copy with some settings replaced (tests)."""
     return replace(cfg, settings=replace(cfg.settings, **changes))
 

@@ -168,7 +168,7 @@ class FaceSwapPodOperator(KubernetesPodOperator):
         self._proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def partial(cls, **kwargs: Any) -> Any:  # type: ignore[override]
+    def partial(cls, **kwargs: Any) -> Any:  # type: ignore[override]  # classmethod over BaseOperator.partial
         """Mapped tasks take pool/max_active_tis_per_dagrun from partial(), not from __init__
         defaults (only BaseOperator's OPERATOR_DEFAULTS propagate): inject them here so the
         scheduler caps GPU pods even when the DAG does not pass them."""

@@ -66,9 +66,9 @@ def reset(context: object = None) -> None:
     except Exception:  # noqa: BLE001
         return
     for name in ("_inputs", "_outputs", "_input_counts", "_output_counts", "_extra", "_extra_counts"):
-        value = getattr(collector, name, None)
-        if hasattr(value, "clear"):
-            value.clear()
+        clear = getattr(getattr(collector, name, None), "clear", None)
+        if callable(clear):
+            clear()
 
 
 def record_swap(context: dict) -> None:

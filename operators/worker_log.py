@@ -12,11 +12,17 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Any, Protocol
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "error": logging.ERROR, "critical": logging.CRITICAL}
 
+
+
+class LineLogger(Protocol):
+    """What `relay` needs of a logger: stdlib loggers and Airflow's task logger both fit."""
+
+    def log(self, level: int, msg: Any, /, *args: Any) -> Any: ...
 
 def log_level(line: str) -> tuple[int, str]:
     """Python log level and a short message of one engine stderr line (non-JSON: INFO)."""
@@ -31,7 +37,7 @@ def log_level(line: str) -> tuple[int, str]:
     return level, message
 
 
-def relay(stream: IO[bytes], logger: logging.Logger | logging.LoggerAdapter,
+def relay(stream: IO[bytes], logger: LineLogger,
           seen: Callable[[int, str], None] | None = None) -> threading.Thread:
     """Start a thread that logs every line of `stream` at its level (and tells `seen` about it)."""
 

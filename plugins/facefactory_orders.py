@@ -114,9 +114,9 @@ async def may_trigger(scope: Scope) -> bool:
 
     request = Request(scope)
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    token = token if scheme.lower() == "bearer" else request.cookies.get(COOKIE_NAME_JWT_TOKEN)
+    credential = token if scheme.lower() == "bearer" else request.cookies.get(COOKIE_NAME_JWT_TOKEN)
     try:
-        user = await resolve_user_from_token(token)
+        user = await resolve_user_from_token(credential)
         return bool(get_auth_manager().is_authorized_dag(
             method="POST", access_entity=DagAccessEntity.RUN, details=DagDetails(id=DAG_ID),
             user=user))

@@ -61,7 +61,7 @@ class HeldOutScores:
 def _held_out_sets(labels: np.ndarray) -> list[tuple[np.ndarray, tuple]]:
     """(training mask, identities held out) for every same-person and different-person test."""
     ids = np.unique(labels)
-    sets = [(labels != i, (i,)) for i in ids]
+    sets: list[tuple[np.ndarray, tuple[int, ...]]] = [(labels != i, (i,)) for i in ids]
     sets += [((labels != i) & (labels != j), (i, j)) for i, j in itertools.combinations(ids, 2)]
     return sets
 

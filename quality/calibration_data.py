@@ -8,6 +8,8 @@ rotation, blur, noise): same-person pairs are pairs of views of one identity.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +103,7 @@ def augment(crop: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str
         desc.append(f"rot{ang:+.0f}")
     scale = float(rng.uniform(0.55, 1.6))
     dx, dy = (rng.uniform(-0.08, 0.08, size=2) * w).astype(int)
-    m = np.float32([[scale, 0, (1 - scale) * w / 2 + dx], [0, scale, (1 - scale) * h / 2 + dy]])
+    m = np.array([[scale, 0, (1 - scale) * w / 2 + dx], [0, scale, (1 - scale) * h / 2 + dy]], np.float32)
     img = cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REFLECT)
     desc.append(f"scale{scale:.2f}")
     if "light" in ops:
@@ -123,7 +125,7 @@ def augment(crop: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str
     if "jpeg" in ops:
         q = int(rng.integers(25, 80))
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, q])
-        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        img = np.asarray(cv2.imdecode(buf, cv2.IMREAD_COLOR))  # our own JPEG: always decodes
         desc.append(f"jpeg{q}")
     return np.ascontiguousarray(img), "+".join(desc)
 
@@ -135,7 +137,10 @@ def build_faceset(views_per_identity: int = 40, seed: int = 0, analyzer=None) ->
 
         analyzer = FaceAnalyzer(detect_scale=1.0, upsample=1)
     rng = np.random.default_rng(seed)
-    embs, labels, names, views = [], [], [], []
+    embs: list[Any] = []
+    labels: list[Any] = []
+    names: list[str] = []
+    views: list[Any] = []
     for name, img, pick in source_images():
         crop = _face_crop(analyzer, img, pick)
         if crop is None:

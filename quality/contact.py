@@ -92,7 +92,7 @@ def contact_sheet_png(order_dir: str, df: pd.DataFrame, chunks: list[dict], tile
         row = img[thumbs[frame][1] * h:(thumbs[frame][1] + 1) * h]
         if row.shape[0] != h or row.shape[1] != 2 * w:
             return None
-        return tuple(cv2.resize(half, (tile_width, th), interpolation=cv2.INTER_AREA)  # type: ignore[return-value]
+        return tuple(cv2.resize(half, (tile_width, th), interpolation=cv2.INTER_AREA)  # type: ignore[return-value]  # a 2-tuple: mypy sees tuple[...]
                      for half in (row[:, :w], row[:, w:]))
 
     out_rows, meta = [], []

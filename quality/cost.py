@@ -99,7 +99,7 @@ def emit_stats(order_id: str, cost: OrderCost) -> bool:
         try:
             from airflow.observability.stats import Stats  # Airflow 3.1+
         except ImportError:
-            from airflow.stats import Stats  # type: ignore[no-redef]
+            from airflow.stats import Stats  # type: ignore[no-redef,assignment]  # pre-3.1 home of the same class
     except ImportError:
         return False
     tags = {"order": order_id}

@@ -80,7 +80,7 @@ def load_order_frames(order_dir: str) -> OrderFrames:
         i, d = c["chunk"], chunk_dir(order_dir, c["chunk"])
         if not wa.exists(wa.join(d, "metrics.json")):
             problems.append({"chunk": i, "frame": c["start"], "metric": "metrics_missing",
-                             "value": None, "threshold": "swapped/%05d/metrics.json" % i})
+                             "value": None, "threshold": f"swapped/{i:05d}/metrics.json"})
             continue
         metrics = wa.read_json(wa.join(d, "metrics.json"))
         recognizer = metrics.get("recognizer", recognizer)
@@ -101,7 +101,7 @@ def load_order_frames(order_dir: str) -> OrderFrames:
             part["id_cosine"] = scores
         elif len(part):
             problems.append({"chunk": i, "frame": c["start"], "metric": "embeddings_missing",
-                             "value": None, "threshold": "swapped/%05d/embeddings.npy" % i})
+                             "value": None, "threshold": f"swapped/{i:05d}/embeddings.npy"})
         # a frame carries an identity measurement when the engine says so (older engines: when it
         # has an embedding); unmeasured frames have no id_cosine, so they neither fail nor count
         measured = part["id_measured"].map(lambda v: bool(v) if v is not None and v == v else None)

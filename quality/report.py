@@ -27,6 +27,9 @@ from quality.plots import metrics_png
 
 log = logging.getLogger(__name__)
 
+# the columns of the expectations table, in order (underscored ones are derived)
+EXPECTATION_COLUMNS = ["name", "_result", "expectation", "threshold", "mostly", "observed", "_notes"]
+
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1180px;color:#222}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
@@ -61,7 +64,7 @@ def _img(png: bytes | None, alt: str, ident: str, as_jpeg: bool = False) -> str:
         return f'<p class="muted">{_e(alt)}: not available</p>'
     mime, data = "image/png", png
     if as_jpeg:  # photos: a JPEG data URI is ~10x smaller than the PNG kept beside the page
-        ok, buf = cv2.imencode(".jpg", cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR),
+        ok, buf = cv2.imencode(".jpg", np.asarray(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)),
                                [cv2.IMWRITE_JPEG_QUALITY, 88])
         if ok:
             mime, data = "image/jpeg", buf.tobytes()
@@ -149,7 +152,7 @@ calibration {_e(summary.get('calibration'))} · generated {datetime.now(timezone
 <h2>Gate summary</h2>{_kv({k: v for k, v in summary.items() if k not in ('thresholds', 'failed_expectations')})}
 <p>thresholds: {_e(json.dumps(thresholds))}</p>
 <h2>Self-healing</h2>{_table(_stage_history(order_dir), ['stage', 'passed', 'failing_chunks', 'failures'])}
-<h2>Expectations</h2>{_table(_expectation_rows(validation), ['name', '_result', 'expectation', 'threshold', 'mostly', 'observed', '_notes'])}
+<h2>Expectations</h2>{_table(_expectation_rows(validation), EXPECTATION_COLUMNS)}
 <h2>Failures ({_e(ff.get('failures_total', len(failures)))})</h2>
 {_table(fail_rows, ['chunk', 'frame', 'metric', 'value', 'threshold']) if fail_rows else '<p class="ok">none</p>'}
 <h2>Per-frame identity and PSNR</h2>

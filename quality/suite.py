@@ -86,7 +86,7 @@ def validate_frames(
     configs = render_expectations(doc, params)
     ctx = gx.get_context(mode="ephemeral")
     try:
-        ctx.variables.progress_bars = {"globally": False}
+        ctx.variables.progress_bars = {"globally": False}  # type: ignore[assignment]  # GX takes the dict form too
     except Exception:  # noqa: BLE001 - cosmetic only; older configs lack the field
         pass
     source = ctx.data_sources.add_pandas("order_frames")

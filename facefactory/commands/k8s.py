@@ -121,7 +121,7 @@ def render_chunk_pod(order: dict[str, Any], chunk: dict[str, int], work_root: st
     op = FaceSwapPodOperator(task_id=task_id, arguments=args, pod_settings=pod_settings)
     ti = SimpleNamespace(dag_id=DAG_ID, task_id=task_id, map_index=chunk["chunk"], try_number=try_number)
     context = {"ti": ti, "run_id": run_id_for(order["order_id"]), "dag": SimpleNamespace(dag_id=DAG_ID)}
-    return op.build_pod_request_obj(context, dry_run=True)  # type: ignore[arg-type]
+    return op.build_pod_request_obj(context, dry_run=True)  # type: ignore[arg-type]  # a plain dict context suffices for rendering
 
 
 def _render_pod(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from botocore.exceptions import (
 try:  # Airflow 3 task SDK
     from airflow.sdk.exceptions import AirflowFailException
 except ImportError:  # pragma: no cover - the operators package always runs with Airflow
-    class AirflowFailException(Exception):  # type: ignore[no-redef]
+    class AirflowFailException(Exception):  # type: ignore[no-redef]  # Airflow-free fallback for the engine tests
         """Stand-in when Airflow is absent: still a distinct, non-retried failure type."""
 
 

@@ -59,7 +59,7 @@ def head(client: Any, uri: str | S3Uri) -> ObjectInfo:
     try:
         response = client.head_object(Bucket=target.bucket, Key=target.key)
     except Exception as exc:  # noqa: BLE001 - classified below
-        error = classify(exc, "HEAD", str(target))
+        error: Exception = classify(exc, "HEAD", str(target))
         if isinstance(error, S3NotFoundError):
             error = _bucket_or_key_missing(client, target)
         raise error from exc

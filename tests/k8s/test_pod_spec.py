@@ -38,7 +38,7 @@ def render(order_id: str = "o-1", chunk: int = 3, pod_settings: dict[str, str] |
     op = FaceSwapPodOperator(task_id="swap", arguments=args, pod_settings=pod_settings, **kwargs)
     ti = SimpleNamespace(dag_id="face_swap_order", task_id="swap", map_index=chunk, try_number=1)
     context = {"ti": ti, "run_id": f"order__{order_id}", "dag": SimpleNamespace(dag_id="face_swap_order")}
-    return pod_manifest(op.build_pod_request_obj(context, dry_run=True))  # type: ignore[arg-type]
+    return pod_manifest(op.build_pod_request_obj(context, dry_run=True))
 
 
 def base(pod: dict[str, Any]) -> dict[str, Any]:

@@ -53,7 +53,7 @@ def test_unmapped_swap_renders_the_production_pod(dag, chunk: int) -> None:  # n
     op = dag.get_task("swap").unmap({"arguments": args})
     ti = SimpleNamespace(dag_id=dag.dag_id, task_id="swap", map_index=chunk, try_number=1)
     context = {"ti": ti, "run_id": run_id_for(ORDER["order_id"]), "dag": dag}
-    pod = pod_manifest(op.build_pod_request_obj(context, dry_run=True))  # type: ignore[arg-type]
+    pod = pod_manifest(op.build_pod_request_obj(context, dry_run=True))
     kubernetes_validate.validate(pod, kubernetes_validate.latest_version(), strict=True)
     base = pod["spec"]["containers"][0]
     assert base["command"] == ["faceworker"] and base["args"][-2:] == ["--xcom-file", XCOM_FILE]

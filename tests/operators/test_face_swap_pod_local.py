@@ -95,7 +95,7 @@ def test_local_runner_runs_exactly_the_pod_container(tmp_path: Path, fake_worker
     container = pod.spec.containers[0]
     assert container.command == ["faceworker"]
 
-    result = op.execute(context=None)  # type: ignore[arg-type]
+    result = op.execute(context=None)
 
     ran = json.loads(fake_worker.read_text())
     argv = ran["argv"]
@@ -126,17 +126,17 @@ def test_local_invocation_only_maps_xcom_and_model_dir(tmp_path: Path, fake_work
 
 def test_stderr_progress_reaches_the_task_log(tmp_path: Path, fake_worker: Path,
                                               capfd: pytest.CaptureFixture[str]) -> None:
-    _operator(tmp_path).execute(context=None)  # type: ignore[arg-type]
+    _operator(tmp_path).execute(context=None)
     out = capfd.readouterr()
     logged = [ln for ln in (out.out + out.err).splitlines() if '"event": "frame"' in ln]
-    frames = [int(re.search(r'"frame": (\d+)', ln).group(1)) for ln in logged]  # type: ignore[union-attr]
+    frames = [int(re.search(r'"frame": (\d+)', ln).group(1)) for ln in logged]
     assert frames == list(range(192, 288, 4))
 
 
 def test_exit_2_fails_without_retry(tmp_path: Path, fake_worker: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_EXIT", "2")
     with pytest.raises(AirflowFailException, match="no face in source"):
-        _operator(tmp_path).execute(context=None)  # type: ignore[arg-type]
+        _operator(tmp_path).execute(context=None)
 
 
 @pytest.mark.parametrize("code", [1, 75, 137])
@@ -144,7 +144,7 @@ def test_other_exit_codes_are_retried(tmp_path: Path, fake_worker: Path, monkeyp
                                       code: int) -> None:
     monkeypatch.setenv("FAKE_EXIT", str(code))
     with pytest.raises(AirflowException) as info:
-        _operator(tmp_path).execute(context=None)  # type: ignore[arg-type]
+        _operator(tmp_path).execute(context=None)
     assert not isinstance(info.value, AirflowFailException)
     assert isinstance(info.value, WorkerFailed) and f"exited {code}" in str(info.value)
 
@@ -152,7 +152,7 @@ def test_other_exit_codes_are_retried(tmp_path: Path, fake_worker: Path, monkeyp
 def test_xcom_file_and_stdout_must_agree(tmp_path: Path, fake_worker: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_XCOM_MISMATCH", "1")
     with pytest.raises(WorkerFailed, match="differ"):
-        _operator(tmp_path).execute(context=None)  # type: ignore[arg-type]
+        _operator(tmp_path).execute(context=None)
 
 
 def test_runner_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -178,9 +178,9 @@ def test_kubernetes_exit_2_is_not_retried(tmp_path: Path) -> None:
 
     op = _operator(tmp_path, on_finish_action="keep_pod", do_xcom_push=False)
     # the Kubernetes API calls of KPO's cleanup (no cluster here); its failure logic runs for real
-    op.patch_already_checked = lambda *a, **k: None  # type: ignore[method-assign]
-    op.is_istio_enabled = lambda pod: False  # type: ignore[method-assign]
-    op.process_pod_deletion = lambda *a, **k: True  # type: ignore[method-assign]
+    op.patch_already_checked = lambda *a, **k: None
+    op.is_istio_enabled = lambda pod: False
+    op.process_pod_deletion = lambda *a, **k: True
     with pytest.raises(AirflowFailException, match="exit 2"):
         op.cleanup(pod=failed_pod(2), remote_pod=failed_pod(2))
     with pytest.raises(AirflowException) as info:
@@ -268,13 +268,13 @@ def test_deferrable_reentry_exit_2_is_not_retried(tmp_path: Path) -> None:
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
     original = KubernetesPodOperator.trigger_reentry
-    KubernetesPodOperator.trigger_reentry = failing_reentry  # type: ignore[method-assign]
+    KubernetesPodOperator.trigger_reentry = failing_reentry
     try:
         with pytest.raises(AirflowFailException, match="exit 2"):
-            op.trigger_reentry(context={}, event={"status": "failed"})  # type: ignore[arg-type]
+            op.trigger_reentry(context={}, event={"status": "failed"})
         op.pod.status.container_statuses[0].state.terminated.exit_code = 75
         with pytest.raises(AirflowException) as info:
-            op.trigger_reentry(context={}, event={"status": "failed"})  # type: ignore[arg-type]
+            op.trigger_reentry(context={}, event={"status": "failed"})
         assert not isinstance(info.value, AirflowFailException)
     finally:
-        KubernetesPodOperator.trigger_reentry = original  # type: ignore[method-assign]
+        KubernetesPodOperator.trigger_reentry = original

@@ -1,6 +1,8 @@
 """Pure parts of the media steps: chunk ranges, map-length cap, probe reading, caps."""
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from operators import config, media
@@ -125,7 +127,7 @@ def test_two_runs_claiming_at_once_one_wins(tmp_path) -> None:
         start = threading.Barrier(2)
         outcome: dict[str, str] = {}
 
-        def claim(run_id: str) -> None:
+        def claim(run_id: str, start: threading.Barrier = start, oa: Any = oa, outcome: dict[str, str] = outcome) -> None:
             start.wait()
             try:
                 media.claim_order(oa, oa.order_id, run_id)

@@ -39,7 +39,7 @@ def test_endpoint_from_env_when_the_connection_has_none(aws_env: MotoServer, mon
 
 def test_connection_config_kwargs_override_the_defaults(aws_env: MotoServer, s3: object, bucket: str,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    s3.put_object(Bucket=bucket, Key="k", Body=b"1")  # type: ignore[attr-defined]
+    s3.put_object(Bucket=bucket, Key="k", Body=b"1")
     with FaultProxy(aws_env.endpoint) as proxy:
         monkeypatch.setenv("AIRFLOW_CONN_AWS_ONESHOT", json.dumps({
             "conn_type": "aws", "login": "testing", "password": "testing",
@@ -71,7 +71,7 @@ def test_worker_env_lets_the_airflow_free_engine_reach_the_same_bucket(aws_env: 
     env = worker_env()
     assert env["AWS_ACCESS_KEY_ID"] == KEY_ID and env["AWS_SECRET_ACCESS_KEY"] == SECRET
     assert env["FACEFACTORY_S3_ENDPOINT_URL"] == aws_env.endpoint
-    s3.put_object(Bucket=bucket, Key="orders/o1/input/probe.json", Body=b"{}")  # type: ignore[attr-defined]
+    s3.put_object(Bucket=bucket, Key="orders/o1/input/probe.json", Body=b"{}")
     child = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIRFLOW_CONN_"))}
     child.update(env)
     code = (

@@ -98,10 +98,10 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         try:
             urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).read()
             break
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception as exc:  # noqa: BLE001 - not up yet
             if proc.poll() is not None or time.time() > deadline:
                 proc.kill()
-                raise RuntimeError("moto_server did not start")
+                raise RuntimeError("moto_server did not start") from exc
             time.sleep(0.2)
     try:
         yield endpoint

@@ -30,7 +30,7 @@ def order_root(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Pa
 
 
 def _spec(root: Path | str, chunk: int = 0, start: int = 0, end: int = 15, **kw: object) -> ChunkSpec:
-    return ChunkSpec(work=str(root), order="o1", chunk=chunk, start=start, end=end, **kw)  # type: ignore[arg-type]
+    return ChunkSpec(work=str(root), order="o1", chunk=chunk, start=start, end=end, **kw)
 
 
 def _run(spec: ChunkSpec, no_face: frozenset[int] = frozenset()) -> dict:

@@ -103,7 +103,7 @@ def _race(area: "object", rel: str, n: int = 8) -> list[bool]:
 
     def go(i: int) -> None:
         start.wait()
-        won[i] = area.create_json(rel, {"run_id": f"run-{i}"})  # type: ignore[attr-defined]
+        won[i] = area.create_json(rel, {"run_id": f"run-{i}"})
 
     threads = [threading.Thread(target=go, args=(i,)) for i in range(n)]
     for t in threads:

@@ -101,7 +101,7 @@ def feather_mask(size: int, margin: float = 0.1, blur: float = 0.08) -> np.ndarr
 
     Zero exactly at the crop border so the inverse warp never touches pixels outside the crop.
     """
-    mask = np.zeros((size, size), dtype=np.float32)
+    mask: np.ndarray = np.zeros((size, size), dtype=np.float32)
     m = max(1, int(round(size * margin)))
     mask[m:size - m, m:size - m] = 1.0
     k = max(1, int(round(size * blur))) | 1

@@ -99,7 +99,7 @@ def alpha_blend_into(dst: np.ndarray, frame: np.ndarray, face: np.ndarray, alpha
     (checked for every a, frame and face value), and a = 0 gives the frame pixel exactly.
     """
     w2 = alpha_u8.astype(np.float32)
-    w1 = cv2.subtract(255.0, w2)
+    w1 = np.float32(255.0) - w2
     cv2.blendLinear(frame, face, w1, w2, dst=dst)
 
 
@@ -168,8 +168,8 @@ def pyramid_blend(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, levels:
     x0, y0 = max(0, x0 - pad), max(0, y0 - pad)
     x1, y1 = min(w, x0 + bw + 2 * pad), min(h, y0 + bh + 2 * pad)
     a = frame[y0:y1, x0:x1].astype(np.float32)
-    gd = [cv2.subtract(face[y0:y1, x0:x1], frame[y0:y1, x0:x1], dtype=cv2.CV_32F)]
-    gm = [mask[y0:y1, x0:x1].astype(np.float32) * np.float32(1.0 / 255.0)]
+    gd: list[np.ndarray] = [np.asarray(cv2.subtract(face[y0:y1, x0:x1], frame[y0:y1, x0:x1], dtype=cv2.CV_32F))]
+    gm: list[np.ndarray] = [mask[y0:y1, x0:x1].astype(np.float32) * np.float32(1.0 / 255.0)]
     for _ in range(levels):
         gd.append(cv2.pyrDown(gd[-1]))
         gm.append(cv2.pyrDown(gm[-1]))

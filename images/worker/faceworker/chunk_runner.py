@@ -202,7 +202,7 @@ class _MaskStore:
                 if isinstance(value, np.ndarray) and value.shape == shape and value.dtype == np.uint8:
                     x, y, w, h = cv2.boundingRect(value)  # of the non-zero pixels; w == 0 when empty
                     crop = value[y:y + h, x:x + w]
-                    if not (w and h) or cv2.countNonZero(crop) == cv2.countNonZero(cv2.compare(crop, 255, cv2.CMP_EQ)):
+                    if not (w and h) or cv2.countNonZero(crop) == cv2.countNonZero(cv2.compare(crop, 255, cv2.CMP_EQ)):  # type: ignore[call-overload]  # stubs lack compare(array, scalar)
                         region = RegionMask(shape)  # 0/255: 1 bit a pixel, ~10x faster than PNG
                         region.add((x, y, x + w, y + h), crop)
                         packed[name] = region
@@ -422,7 +422,9 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
             out, info = session.process(FrameView(i420=frame, width=mp.width, height=mp.height) if i420 else frame,
                                         spec.start + i)
             t2 = time.perf_counter()
-            writer.write(out.i420 if isinstance(out, FrameView) else out)
+            written = out.i420 if isinstance(out, FrameView) else out
+            assert written is not None  # the view was built from an I420 buffer
+            writer.write(written)
             t3 = time.perf_counter()
             d, s = _stage_times(info)
             if d == 0.0 and s == 0.0:
@@ -480,6 +482,7 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
             from faceworker.metrics_pass import ChunkMeasurer, measure_chunk
 
             embedder = ChipEmbedder(metrics_workers(spec.frames))
+            assert analyzer is not None, "the swap session carries the analyzer the QA pass reuses"
             measurer = ChunkMeasurer([infos.peek(i) for i in range(spec.frames)], mp.width, mp.height,
                                      source_emb, analyzer, embedder, seed=spec.start, i420=i420)
             measure_chunk(zip(originals, outputs), infos, spec.frames, measurer, finish)
@@ -500,7 +503,8 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     write_thumbnails(area, spec.chunk, spec.start, spec.end, rows, tap, log)
     recognizer = getattr(getattr(analyzer, "recognizer", None), "name", "dlib_resnet_v1")
     metrics_doc = {"order": spec.order, "chunk": spec.chunk, "start": spec.start, "end": spec.end,
-                   "recognizer": recognizer, "id_sample_every": ID_SAMPLE_EVERY if measure is None else 1, "swapper": spec.swapper, "enhancer": spec.enhancer,
+                   "recognizer": recognizer, "id_sample_every": ID_SAMPLE_EVERY if measure is None else 1,
+                   "swapper": spec.swapper, "enhancer": spec.enhancer,
                    "source_warnings": list(getattr(source, "warnings", []) or []), "frames": rows}
     summary = _summary(rows)
     t["total_s"] = time.perf_counter() - t_total

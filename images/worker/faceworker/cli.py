@@ -249,7 +249,7 @@ def cmd_contact_sheet(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
     with scratch() as tmp:
         before = area.stage(_target_rel(area), tmp)
         if video.probe(before).needs_normalisation:  # compare on the CFR/even timeline the swap used
-            before = video.normalise_to_cfr(before, tmp / "before_cfr.mkv").path
+            before = Path(video.normalise_to_cfr(before, tmp / "before_cfr.mkv").path)
         out_rel = f"output/{args.order}.mp4"
         if area.exists(out_rel):
             after = area.stage(out_rel, tmp)

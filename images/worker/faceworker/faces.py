@@ -292,7 +292,8 @@ class FaceAnalyzer:
 
     def detect(self, bgr: np.ndarray, scale: float | None = None, landmarks: bool = True,
                fallbacks: bool = True) -> list[Face]:
-        """All faces, most prominent (largest, then most confident) first, with full-resolution landmarks (`scale` overrides detect_scale).
+        """All faces, most prominent (largest, then most confident) first, with full-resolution
+        landmarks (`scale` overrides detect_scale).
 
         With `landmarks=False` each face carries an empty (0, 2) landmark array until
         `with_landmarks` fills it: a tracker that picks one face by its box saves the predictor

@@ -145,9 +145,10 @@ class SwapSession:
         # encoder ringing (8-16 px blocks) must stay inside the mask the metrics exclude
         info.mask_dilate_px = max(8, int(self.mask_dilate_frac * max(f.size for f in faces)))
         if regional:
+            assert view is not None  # regional implies a FrameView
             out: Any = self._swap_regions(view, faces, info)
         else:
-            before = view.bgr() if view is not None else frame
+            before = view.bgr() if view is not None else np.asarray(frame)
             out = before
             union = np.zeros((h, w), np.uint8)
             for face in faces:
@@ -165,7 +166,8 @@ class SwapSession:
                 if out is not swapped:
                     out[outside] = before[outside]  # enhancers may not touch the background
             if view is not None:  # write back only what changed: the rest stays as decoded
-                view.paste((0, 0, w, h), out, union if self.enhancer is None else info.mask)
+                changed = union if self.enhancer is None or info.mask is None else info.mask
+                view.paste((0, 0, w, h), out, changed)
                 out = view
         info.timings["enhance_ms"] = (time.perf_counter() - t2) * 1e3
         info.swapped = info.changed is not None and info.changed.any()
@@ -182,7 +184,7 @@ class SwapSession:
         h, w = view.shape
         info.changed = RegionMask((h, w))
         for face in faces:
-            x0, y0, x1, y1 = even_box(_grow(self.swapper.region(face, (h, w)), 2), w, h)  # type: ignore[attr-defined]
+            x0, y0, x1, y1 = even_box(_grow(self.swapper.region(face, (h, w)), 2), w, h)  # type: ignore[attr-defined]  # checked by hasattr in `regional`
             if x1 - x0 < 2 or y1 - y0 < 2:
                 continue
             crop = view.bgr_region((x0, y0, x1, y1))

@@ -109,7 +109,8 @@ class FrameView:
     def bgr(self) -> np.ndarray:
         """The whole frame as BGR (converted once, on first use)."""
         if self._bgr is None:
-            self._bgr = cv2.cvtColor(self.i420, cv2.COLOR_YUV2BGR_I420)
+            assert self.i420 is not None  # a BGR-built view has _bgr from the start
+            self._bgr = np.asarray(cv2.cvtColor(self.i420, cv2.COLOR_YUV2BGR_I420))
         return self._bgr
 
     def bgr_region(self, box: Box) -> np.ndarray:
@@ -134,7 +135,7 @@ class FrameView:
         if not mask.any():
             return
         if self.i420 is None:
-            region = self._bgr[y0:y1, x0:x1]  # type: ignore[index]
+            region = self._bgr[y0:y1, x0:x1]  # type: ignore[index]  # set in __init__ for BGR views
             np.copyto(region, bgr, where=(mask > 0)[..., None])
             self._gray = None
             return
@@ -166,4 +167,4 @@ def _split_i420(buf: np.ndarray, width: int, height: int) -> tuple[np.ndarray, n
             flat[w * h * 5 // 4:].reshape(h // 2, w // 2))
 
 
-FrameLike = Union[np.ndarray, FrameView]
+FrameLike = np.ndarray | FrameView

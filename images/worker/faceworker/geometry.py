@@ -133,7 +133,7 @@ def delaunay(points: np.ndarray, min_area: float = 0.5) -> np.ndarray:
         sub.insert((float(p[0]), float(p[1])))
     tris = []
     lookup = {(round(float(p[0]), 3), round(float(p[1]), 3)): i for i, p in enumerate(pts)}
-    for t in sub.getTriangleList().reshape(-1, 3, 2):
+    for t in np.asarray(sub.getTriangleList()).reshape(-1, 3, 2):
         idx = []
         for v in t:
             key = (round(float(v[0]), 3), round(float(v[1]), 3))

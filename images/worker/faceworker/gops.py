@@ -21,6 +21,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from faceworker import video
+from faceworker.errors import BadInput
 
 BATCH = 32  # inputs per ffmpeg process (each is the same file, seeked to its piece's key frame)
 
@@ -134,7 +135,7 @@ def split_copy(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], chu
         try:
             _cut(str(src), index, chunks, out, Path(logs))
             ok = all(_piece_ok(Path(logs) / f"{c['chunk']:05d}.crc", index, c) for c in chunks)
-        except video.BadInput:
+        except BadInput:
             ok = False
     if not ok:
         for p in pieces:

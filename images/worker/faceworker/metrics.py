@@ -23,7 +23,7 @@ PSNR_CAP_DB = 100.0  # identical regions: JSON has no "inf", so PSNR is capped h
 
 def psnr_outside(original: np.ndarray, output: np.ndarray, mask: np.ndarray | None) -> float:
     """PSNR (dB, 8-bit) over the pixels where mask == 0; capped at PSNR_CAP_DB."""
-    keep = None if mask is None else cv2.compare(mask, 0, cv2.CMP_EQ)
+    keep = None if mask is None else cv2.compare(mask, 0, cv2.CMP_EQ)  # type: ignore[call-overload]  # stubs lack compare(array, scalar)
     n = original.shape[0] * original.shape[1] if keep is None else int(cv2.countNonZero(keep))
     if n == 0:
         return PSNR_CAP_DB
@@ -44,7 +44,7 @@ def ssim_outside(original: np.ndarray, output: np.ndarray, mask: np.ndarray | No
     """
     a = (original if original.ndim == 2 else cv2.cvtColor(original, cv2.COLOR_BGR2GRAY)).astype(np.float32)
     b = (output if output.ndim == 2 else cv2.cvtColor(output, cv2.COLOR_BGR2GRAY)).astype(np.float32)
-    keep = None if mask is None else cv2.compare(mask, 0, cv2.CMP_EQ)
+    keep = None if mask is None else cv2.compare(mask, 0, cv2.CMP_EQ)  # type: ignore[call-overload]  # stubs lack compare(array, scalar)
     if keep is not None and cv2.countNonZero(keep) == 0:
         return 1.0
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2

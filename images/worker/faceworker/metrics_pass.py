@@ -23,7 +23,8 @@ from faceworker.id_sampling import ID_SAMPLE_EVERY, Doubt, plan
 from faceworker.metrics import PendingRow, _Done, face_patches, psnr_outside, ssim_outside_bands
 from faceworker.types import Face
 
-NEAR = ((0.3, 90.0), (0.6, 110.0))  # (window margin, face px) tries of the output re-detection (96/96 hit the first on the 720p sample)
+# (window margin, face px) tries of the output re-detection (96/96 hit the first on the 720p sample)
+NEAR = ((0.3, 90.0), (0.6, 110.0))
 
 
 def _grown(box: tuple[int, int, int, int], frac: float) -> tuple[int, int, int, int]:
@@ -37,8 +38,8 @@ def output_face_box(view: FrameView, near: Face, analyzer: FaceAnalyzer) -> tupl
     a wider, finer second try only when the first finds nothing), or None: the face is gone."""
     box = tuple(int(v) for v in landmark_bbox(np.asarray(near.landmarks, np.float32)))
     for k, (margin, face_px) in enumerate(NEAR):
-        gray = view.gray_covering(_grown(box, margin + 0.05))  # type: ignore[arg-type]
-        hit = analyzer.detect_near(gray, box, margin=margin, face_px=face_px,  # type: ignore[arg-type]
+        gray = view.gray_covering(_grown(box, margin + 0.05))  # type: ignore[arg-type]  # box is a 4-tuple of ints
+        hit = analyzer.detect_near(gray, box, margin=margin, face_px=face_px,  # type: ignore[arg-type]  # same box
                                    upsample_small=k == len(NEAR) - 1)  # small faces (< 80 px): upsampled
         if hit is not None:
             return hit[0]

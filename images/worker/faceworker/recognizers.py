@@ -6,6 +6,7 @@ of an aligned 112x112 face; this module is the one place that computes it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 from pathlib import Path
 
 import cv2
@@ -18,7 +19,7 @@ from faceworker.packs import ModelSpec, Pack, load_pack, open_onnx
 from faceworker.types import Face
 
 
-def _dynamic_batch(shape: list) -> bool:
+def _dynamic_batch(shape: list[Any]) -> bool:
     return not isinstance(shape[0], int) or shape[0] != 1
 
 

@@ -16,6 +16,7 @@ import os
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import cv2
@@ -61,7 +62,8 @@ def _shipped_faces_cached() -> dict[str, np.ndarray]:
     from skimage import data as skdata
 
     faces: dict[str, np.ndarray] = {}
-    faces["astronaut"] = cv2.cvtColor(np.asarray(skdata.astronaut()), cv2.COLOR_RGB2BGR)
+    photo = skdata.astronaut()  # type: ignore[no-untyped-call]  # scikit-image ships no type hints
+    faces["astronaut"] = cv2.cvtColor(np.asarray(photo), cv2.COLOR_RGB2BGR)
     images = insightface_images_dir()
     hanks = cv2.imread(str(images / "Tom_Hanks_54745.png"), cv2.IMREAD_COLOR)
     if hanks is None:
@@ -109,7 +111,7 @@ def _face_patch(face_bgr: np.ndarray, height: int) -> tuple[np.ndarray, float]:
     boxes = _hog_boxes(face_bgr, upsample=1)
     if not boxes and max(face_bgr.shape[:2]) < 400:
         up = cv2.resize(face_bgr, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
-        boxes = [tuple(int(v / 3) for v in b) for b in _hog_boxes(up, upsample=0)]
+        boxes = [(int(b[0] / 3), int(b[1] / 3), int(b[2] / 3), int(b[3] / 3)) for b in _hog_boxes(up, upsample=0)]
     if boxes:
         box = max(boxes, key=lambda b: b[3] - b[1])
         patch = _crop(face_bgr, box, 0.7)
@@ -140,7 +142,7 @@ def synth_target_frames(
 
 
 def iter_target_frames(face_bgr: np.ndarray, n: int, size: tuple[int, int] = (1280, 720), fps: float = 25,
-                       seed: int = 0):
+                       seed: int = 0) -> Iterator[np.ndarray]:
     """Generator form of `synth_target_frames` (constant memory for long/large clips)."""
     width, height = size
     rng = np.random.default_rng(seed)
@@ -171,7 +173,7 @@ def iter_target_frames(face_bgr: np.ndarray, n: int, size: tuple[int, int] = (12
         yield np.clip(frame + 0.5, 0, 255).astype(np.uint8)
 
 
-def write_target_video(frames, path: str | os.PathLike[str], fps: float, size: tuple[int, int],
+def write_target_video(frames: Iterable[np.ndarray], path: str | os.PathLike[str], fps: float, size: tuple[int, int],
                        seconds: float, audio: bool = True, crf: int = 18) -> video.Probe:
     """Encode frames to H.264 MP4 and add a sine audio track (AAC) of the same duration."""
     width, height = size

@@ -39,6 +39,7 @@ class OneEuroFilter:
         dt = 1.0 / self.freq
         dx = (x - self._x) / dt
         a_d = _alpha(self.d_cutoff, dt)
+        assert self._dx is not None  # set together with _x
         self._dx = a_d * dx + (1 - a_d) * self._dx
         cutoff = self.min_cutoff + self.beta * np.abs(self._dx)
         tau = 1.0 / (2.0 * np.pi * cutoff)

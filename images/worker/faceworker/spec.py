@@ -140,4 +140,4 @@ def done_record(spec: ChunkSpec, spec_hash_: str, frames: int, timings: dict[str
 
 def done_matches(done: dict[str, Any] | None, spec_hash_: str, frames: int) -> bool:
     """A checkpoint counts only with the same spec hash and the full frame count."""
-    return bool(done) and done.get("spec_hash") == spec_hash_ and int(done.get("frames", -1)) == frames
+    return done is not None and bool(done) and done.get("spec_hash") == spec_hash_ and int(done.get("frames", -1)) == frames

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import cv2
@@ -85,7 +85,7 @@ class Tap:
                                 cv2.resize(v, (tw // 2, th // 2), interpolation=cv2.INTER_AREA).ravel()])
         return cv2.cvtColor(small.reshape(i420_size(tw, th)), cv2.COLOR_YUV2BGR_I420)
 
-    def wrap(self, frames: Iterator[np.ndarray], side: int) -> Iterator[np.ndarray]:
+    def wrap(self, frames: Iterator[np.ndarray], side: int) -> Generator[np.ndarray, None, None]:
         """Pass `frames` (BGR or I420) through unchanged; side 0 = original, 1 = swapped. Closing the
         wrapper closes `frames` (the decoder behind it)."""
         store = self.tiles[side]
@@ -101,8 +101,10 @@ class Tap:
                 close()
 
     def pair(self, i: int) -> np.ndarray:
-        before, after = (cv2.imdecode(np.frombuffer(side[i], np.uint8), cv2.IMREAD_COLOR) for side in self.tiles)
-        return np.hstack([before, after])
+        tiles = [cv2.imdecode(np.frombuffer(side[i], np.uint8), cv2.IMREAD_COLOR) for side in self.tiles]
+        if any(t is None for t in tiles):
+            raise ValueError(f"thumbnail {i} does not decode")
+        return np.hstack([np.asarray(t) for t in tiles])
 
 
 def write_thumbnails(area: OrderArea, chunk: int, start: int, end: int, rows: list[dict[str, Any]], tap: Tap,

@@ -49,6 +49,8 @@ SAME_PERSON_DIST = 0.6  # dlib's Euclidean same-person threshold
 MAX_RESIDUAL = 0.12  # Procrustes residual vs the detected shape above which the track is lost
 GRAY_PAD = 0.6  # grey image kept valid this far (x face box) around a predictor call
 SELECTORS = FACE_SELECTORS
+# a track found again: its landmarks, its grey patch (None at the frame edge), the window detection
+_Located = tuple[np.ndarray, np.ndarray | None, tuple[tuple[int, int, int, int], float] | None]
 
 FULL_DETECT_S = 1.0  # one/reference: a full-frame detection at least this often (seconds of video)
 PATCH = 32  # side of the grey appearance patch (px)
@@ -87,7 +89,7 @@ def _box_from(lm: np.ndarray, offset: np.ndarray) -> tuple[int, int, int, int]:
     lx0, ly0, lx1, ly1 = landmark_bbox(lm)
     s = max(lx1 - lx0, ly1 - ly0, 1)
     b = np.asarray([lx0, ly0, lx1, ly1], np.float32) + offset * s
-    return tuple(int(round(v)) for v in b)  # type: ignore[return-value]
+    return tuple(int(round(v)) for v in b)  # type: ignore[return-value]  # four coordinates in, four out
 
 
 def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -222,7 +224,7 @@ class FaceTracker:
             self._set(t, lm)
         return True
 
-    def _glide(self, view: FrameView, t: Track) -> tuple[np.ndarray, np.ndarray, None] | None:
+    def _glide(self, view: FrameView, t: Track) -> _Located | None:
         """Landmarks from the predictor alone, in the box the last landmarks give (moved by the
         face's last motion); None when the appearance or the shape check is in doubt."""
         if t.score < MIN_GLIDE_SCORE or t.patch is None:
@@ -241,9 +243,9 @@ class FaceTracker:
             return None
         if procrustes_residual(lm, t.ref_shape) > MAX_RESIDUAL:
             return None
-        return lm, patch, None  # type: ignore[return-value]
+        return lm, patch, None
 
-    def _near(self, view: FrameView, t: Track) -> tuple[np.ndarray, np.ndarray | None, tuple] | None:
+    def _near(self, view: FrameView, t: Track) -> _Located | None:
         """A HOG detection in a small window around the track, then landmarks in its box.
 
         Unlike the predictor alone (which returns a face-like shape anywhere) it says when the
@@ -390,8 +392,10 @@ class FaceTracker:
             self.analyzer.with_landmarks(gray, f)
             best, best_score = None, 0.0
             for t in remaining:
-                if t.embedding is not None and f.embedding is not None:
-                    score = 1.0 - float(np.linalg.norm(embedding_vector(t.embedding) - embedding_vector(f.embedding)))
+                if t.embedding is not None and f.embedding is not None:  # computes deferred ones only here
+                    te, fe = embedding_vector(t.embedding), embedding_vector(f.embedding)
+                    assert te is not None and fe is not None
+                    score = 1.0 - float(np.linalg.norm(te - fe))
                     score = score if score > 1.0 - SAME_PERSON_DIST else 0.0
                 else:
                     score = _iou(_box_from(t.raw, t.box_offset), f.bbox)

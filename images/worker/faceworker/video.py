@@ -12,6 +12,7 @@ Policies (see docs/engine.md):
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -19,11 +20,11 @@ import signal
 import struct
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -389,7 +390,7 @@ def read_frames(
     strict: bool = True,
     pix_fmt: str = "bgr24",
     decoder_threads: int = 1,
-) -> Iterator[np.ndarray]:
+) -> Generator[np.ndarray, None, None]:
     """Yield BGR uint8 frames with index in [start, end), selected by frame number (not timestamp).
 
     With pix_fmt="yuv420p" each frame is an I420 buffer of shape (height * 3 / 2, width) instead:
@@ -431,7 +432,7 @@ def read_frames(
             view = memoryview(buf)
             n = 0
             while n < frame_bytes:
-                r = proc.stdout.readinto(view[n:])
+                r = cast(io.BufferedIOBase, proc.stdout).readinto(view[n:])
                 if not r:
                     break
                 n += r
@@ -453,7 +454,7 @@ def read_frames(
             proc.wait()
 
 
-def prefetch(frames: Iterator[np.ndarray], depth: int = 4) -> Iterator[np.ndarray]:
+def prefetch(frames: Iterator[np.ndarray], depth: int = 4) -> Generator[np.ndarray, None, None]:
     """Read ahead `depth` frames in a thread, so ffmpeg's decode overlaps the caller's per-frame work
     (the pipe read releases the GIL). Errors from the decoder surface at the same position."""
     import queue
@@ -562,9 +563,9 @@ class FrameWriter:
                 self._proc.stdin.write(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).reshape(-1).data)
             else:
                 self._proc.stdin.write(np.ascontiguousarray(frame).reshape(-1).data)  # no copy
-        except BrokenPipeError:
+        except BrokenPipeError as exc:
             self._finish()
-            raise FFmpegError(f"encode {self.path}: ffmpeg exited early")
+            raise FFmpegError(f"encode {self.path}: ffmpeg exited early") from exc
         self.frames += 1
 
     def _finish(self) -> int:

@@ -104,7 +104,7 @@ def import_gfpgan_arch() -> tuple[Any, Any] | None:
 
         if "torchvision.transforms.functional_tensor" not in sys.modules:
             shim = types.ModuleType("torchvision.transforms.functional_tensor")
-            shim.rgb_to_grayscale = tv_functional.rgb_to_grayscale  # type: ignore[attr-defined]
+            shim.rgb_to_grayscale = tv_functional.rgb_to_grayscale  # type: ignore[attr-defined]  # shim module for basicsr's old import
             sys.modules["torchvision.transforms.functional_tensor"] = shim
         arch = importlib.import_module("gfpgan.archs.gfpganv1_clean_arch")
     except Exception as exc:  # noqa: BLE001 - any import failure means: use ONNX

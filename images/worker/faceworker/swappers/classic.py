@@ -105,7 +105,7 @@ class ClassicSwapper:
 
     def _placement(self, target_lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(similarity source -> target fitted on the stable points, destination control points)."""
-        assert self._src_pts is not None
+        assert self._src_pts is not None and self._src_stable is not None
         m = geometry.similarity_transform(self._src_stable, target_lm[geometry.STABLE])
         aligned = geometry.apply_affine(m, self._src_pts)
         if self.identity_weight >= 1.0:
