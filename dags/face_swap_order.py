@@ -117,7 +117,7 @@ def swap_chunks(task_id: str, specs: Any) -> Any:
 )
 def face_swap_order() -> None:
     @task(task_id=names.INGEST, execution_timeout=timedelta(minutes=30))
-    def ingest() -> dict[str, Any]:
+    def ingest() -> names.IngestResult:
         """Validate the order, copy the inputs in, probe the video, embed the source face."""
         order = _order()
         context = get_current_context()

@@ -24,7 +24,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from faceworker.errors import EXIT_BAD_INPUT, EXIT_TRANSIENT
-from operators.worker_log import relay
+from operators.worker_log import LineLogger, relay
 
 WORKER_BIN_ENV = "FACEFACTORY_WORKER_BIN"
 ENGINE_COMMAND = "faceworker"
@@ -84,7 +84,7 @@ def run(
     argv: Sequence[str],
     *,
     name: str,
-    logger: logging.Logger | logging.LoggerAdapter,
+    logger: LineLogger,
     env: Mapping[str, str] | None = None,
     timeout_s: float | None = None,
     started: Callable[[subprocess.Popen[bytes]], None] | None = None,
@@ -108,7 +108,11 @@ def run(
         started(proc)
     timer = None
     if timeout_s is not None:
-        timer = threading.Timer(timeout_s, lambda: (expired.set(), kill_group(proc)))
+        def expire() -> None:
+            expired.set()
+            kill_group(proc)
+
+        timer = threading.Timer(timeout_s, expire)
         timer.start()
     assert proc.stderr is not None and proc.stdout is not None
     reader = relay(proc.stderr, logger, seen)
@@ -143,11 +147,11 @@ def result_of(done: Completed) -> dict[str, Any]:
     return result
 
 
-def call(args: Sequence[str], *, timeout_s: float, logger: logging.Logger | logging.LoggerAdapter,
+def call(args: Sequence[str], *, timeout_s: float, logger: LineLogger,
          env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Run `faceworker <args>` and return its result (or raise as result_of says)."""
     argv = worker_command() + list(args)
-    logger.info("running %s", " ".join(argv))
+    logger.log(logging.INFO, "running %s", " ".join(argv))
     return result_of(run(argv, name=args[0] if args else "", logger=logger, env=env, timeout_s=timeout_s))
 
 

@@ -299,7 +299,7 @@ def split(
             timeout_s=timeout_s,
         )
     chunks = [
-        {"chunk": int(c["chunk"]), "start": int(c["start"]), "end": int(c["end"])}
+        names.ChunkSpec(chunk=int(c["chunk"]), start=int(c["start"]), end=int(c["end"]))
         for c in result["chunks"]
     ]
     expected = chunk_ranges(frames, size)

@@ -9,7 +9,7 @@ derived from them, so a new face selector is that Literal plus the engine code i
 """
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict, get_args
+from typing import Any, Final, Literal, TypedDict, get_args
 
 from faceworker.spec import ENHANCERS, FACE_SELECTORS, Enhancer, FaceSelector
 from faceworker.workarea import ORDER_ID_MAX, ORDER_ID_PATTERN
@@ -38,9 +38,9 @@ RUN_ID_PREFIX = "order__"  # run id of an order: RUN_ID_PREFIX + order_id
 INGEST = "ingest"
 CHUNK = "chunk"
 SWAP = "swap"
-QUALITY_GATE = "quality_gate"
+QUALITY_GATE: Final = "quality_gate"
 RESWAP = "reswap"
-FINAL_GATE = "final_gate"
+FINAL_GATE: Final = "final_gate"
 MERGE = "merge"
 PUBLISH = "publish"
 CDN_READY = "cdn_ready"
