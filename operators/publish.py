@@ -20,6 +20,20 @@ from urllib.parse import unquote, urlparse
 from airflow.sdk.exceptions import AirflowFailException
 
 
+def check_root(publish_to: str, roots: tuple[str, ...] | None = None) -> None:
+    """Refuse a prefix outside the publish roots here too, not only at ingest: a symlink made
+    in between would otherwise still lead the copy out of its root."""
+    from operators import uris
+
+    if roots is None:
+        from operators.config import run_time
+
+        roots = run_time().settings.publish_roots
+    problem = uris.publish_problem(publish_to, roots)
+    if problem:
+        raise AirflowFailException(f"refusing to publish: publish_to: {problem}")
+
+
 def destination(publish_to: str, order_id: str) -> Path:
     """Where `<order_id>.mp4` goes under a local publish prefix (path or file:// URI)."""
     if publish_to.startswith("s3://"):
@@ -75,11 +89,14 @@ def publish(
     quality: dict[str, Any] | None = None,
     source_sha256: str | None = None,
     when: datetime | None = None,
+    publish_roots: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """Deliver the merged video: s3:// prefixes through operators.s3.delivery (checksummed,
     encrypted, CDN invalidation, presigned URL), local prefixes by atomic copy. Returns the
     XCom payload; its `uri` is the published URI. The CDN invalidation is only created here:
-    the DAG waits for it in the deferrable `cdn_ready` task (operators/cdn_wait.py)."""
+    the DAG waits for it in the deferrable `cdn_ready` task (operators/cdn_wait.py).
+    `publish_roots` default: the run-time ones (Variable `facefactory_publish_roots` > env)."""
+    check_root(publish_to, publish_roots)
     with _local_copy(output) as local:
         if publish_to.startswith("s3://"):
             from dataclasses import replace
