@@ -8,6 +8,7 @@ copy goes to a hidden temp name in the destination directory and is renamed into
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections.abc import Iterator
@@ -17,7 +18,46 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from faceworker.testhooks import pause_at
+
+#: errno -> why retrying a local publish cannot help (the task fails at once with this reason)
+PERMANENT_ERRNOS: dict[int, str] = {
+    errno.ENOENT: "a directory on the way does not exist",
+    errno.ENOTDIR: "a part of the path is a file, not a directory",
+    errno.EEXIST: "a part of the path is a file, not a directory",
+    errno.EISDIR: "the destination is a directory",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOSPC: "no space left on the device (disk full)",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "the file is too large for the file system",
+    errno.ENAMETOOLONG: "the path is too long",
+    errno.ELOOP: "too many levels of symbolic links",
+}
+
+
+class PublishError(AirflowFailException):
+    """A local publish that cannot succeed on a retry (the operator must fix the target)."""
+
+
+class PublishRetry(AirflowException):
+    """A local publish that failed for a reason a retry may not meet again (I/O error, NFS
+    hiccup): Airflow's task retries apply."""
+
+
+def classify_os_error(exc: OSError, dest: Path) -> AirflowException:
+    """Permanent (missing/read-only/full/forbidden) -> PublishError, anything else -> PublishRetry,
+    like operators/s3/errors.py does for S3. The message names the path and the errno."""
+    name = errno.errorcode.get(exc.errno or 0, "?")
+    reason = PERMANENT_ERRNOS.get(exc.errno or 0)
+    where = exc.filename or dest
+    if reason:
+        return PublishError(f"cannot publish to {dest}: {reason} ({name} at {where}); fix the "
+                            "publish directory, retrying will not help")
+    return PublishRetry(f"publishing to {dest} failed: {exc.strerror or exc} ({name} at {where}); "
+                        "will retry")
 
 
 def check_root(publish_to: str, roots: tuple[str, ...] | None = None) -> None:
@@ -49,19 +89,47 @@ def destination(publish_to: str, order_id: str) -> Path:
 
 
 def publish_local(output: Path, publish_to: str, order_id: str) -> str:
-    """Copy `output` to the publish prefix via temp file + fsync + rename; returns its URI."""
+    """Copy `output` to the publish prefix via temp file + fsync + rename; returns its URI.
+    OS errors carry the retry decision (classify_os_error)."""
     dest = destination(publish_to, order_id)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not Path(output).is_file():
+        raise PublishError(f"the merged video {output} is missing from the work area; run the "
+                           "order again (merge writes it again)")
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(dest)
         with open(output, "rb") as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst, length=1024 * 1024)
             dst.flush()
             os.fsync(dst.fileno())
+        pause_at("publish_before_rename")
         os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
+    except OSError as exc:
+        raise classify_os_error(exc, dest) from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
     return dest.as_uri()
+
+
+def _remove_stale_temps(dest: Path) -> None:
+    """Temp files of an earlier, killed publish of this order (one order = one run, so no live
+    publisher owns them): never visible under the published name, but not left to pile up."""
+    for stale in dest.parent.glob(f".{dest.name}.tmp-*"):
+        stale.unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the rename itself durable (a crash right after it must not undo it)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextmanager
