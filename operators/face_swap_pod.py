@@ -382,20 +382,14 @@ def _exit_code(remote_pod: k8s.V1Pod | None) -> int | None:
     return None
 
 
-_PR_SET_PDEATHSIG = 1
-
-
 def _parent_death_signal() -> Any:
     """A `preexec_fn` that makes Linux SIGKILL the worker when the task process dies, so a killed
     task (OOM, SIGKILL, a lost `order run`) never leaves its chunk running while a retry runs the
-    same chunk; None where prctl is missing. Built in the parent: nothing is imported after fork."""
-    try:
-        import ctypes
+    same chunk; None where prctl is missing (faceworker.lifeline, shared with every other process
+    an order run starts)."""
+    from faceworker.lifeline import die_with_parent_preexec
 
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # not Linux: the timeout and on_kill still stop it
-        return None
-    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    return die_with_parent_preexec()
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -56,7 +56,10 @@ def run_worker(args: list[str], timeout_s: float) -> dict[str, Any]:
     cmd = faceworker_cmd() + args
     log.info("running %s", " ".join(cmd))
     expired = threading.Event()
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+    from faceworker.lifeline import die_with_parent_preexec
+
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          preexec_fn=die_with_parent_preexec()) as proc:  # dies with its task
         assert proc.stderr is not None and proc.stdout is not None
         reader = relay(proc.stderr, log)
         timer = threading.Timer(timeout_s, lambda: (expired.set(), proc.kill()))
@@ -247,6 +250,17 @@ def claim_order(order_area: Any, order_id: str, run_id: str | None) -> None:
         )
 
 
+def _bind_inputs(order_area: Any, order: dict[str, Any], inputs: dict[str, Any]) -> None:
+    """Refuse other inputs under an id already started (operators.order_inputs), before any
+    input of the work area is replaced."""
+    from operators.order_inputs import InputsChanged, bind
+
+    try:
+        bind(order_area, order, inputs)
+    except InputsChanged as exc:
+        raise BadOrder(str(exc)) from exc
+
+
 def ingest(order: dict[str, Any], cfg: RunConfig, timeout_s: float = 1200,
            run_id: str | None = None) -> dict[str, Any]:
     """Validate the inputs, copy them into the work area, probe, normalise, embed the source."""
@@ -272,6 +286,7 @@ def ingest(order: dict[str, Any], cfg: RunConfig, timeout_s: float = 1200,
     oa = area(cfg, order_id)
     with worker_env(cfg):
         claim_order(oa, order_id, run_id)
+        _bind_inputs(oa, order, {"source": source, "target": target, "reference": reference})
     src_rel, tgt_rel = f"input/source{source.suffix}", f"input/target{target.suffix}"
     with worker_env(cfg):
         src_in = _bring_in(oa, source, src_rel, cfg)

@@ -33,9 +33,12 @@ _PRCTL = _prctl()
 
 def die_with_parent_preexec() -> Callable[[], None] | None:
     """A subprocess `preexec_fn`: SIGKILL this child when its parent dies. Built before the fork
-    (nothing is imported or allocated after it); None where prctl is missing."""
+    (nothing is imported or allocated after it). None where prctl is missing, and when called
+    from a thread other than the main one: the kernel would signal the child when that *thread*
+    ends (a reader thread ending before its ffmpeg has flushed); such children are tied to us by
+    their pipes (EOF/EPIPE when we die) instead."""
     prctl = _PRCTL
-    if prctl is None:
+    if prctl is None or threading.current_thread() is not threading.main_thread():
         return None
     parent = os.getpid()
 
@@ -89,11 +92,7 @@ def bind_forks_to_parent() -> None:
     _bound = True
 
 
-def die_with_parent_now() -> None:
-    """For a process that cannot be given a preexec_fn (a pool's initializer): from here on it
-    dies with its parent."""
-    if _PRCTL is not None:
-        parent = os.getppid()
-        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGKILL)
+def watch_parent() -> None:
+    """For a process that cannot be given a preexec_fn (a pool worker's initializer): from here
+    on it dies within WATCHDOG_POLL_S of its parent, whichever parent thread started it."""
+    _watch_parent(os.getppid())
