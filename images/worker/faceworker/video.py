@@ -30,6 +30,7 @@ import numpy as np
 from faceworker.errors import BadInput, TransientError, WorkerError
 from faceworker.frames import i420_size
 from faceworker.lifeline import die_with_parent_preexec
+from faceworker.testhooks import pause_at
 
 FFMPEG = os.environ.get("FACEFACTORY_FFMPEG", "ffmpeg")
 FFPROBE = os.environ.get("FACEFACTORY_FFPROBE", "ffprobe")
@@ -815,6 +816,7 @@ def merge(
     with tempfile.TemporaryDirectory(prefix="merge-", dir=os.path.dirname(os.path.abspath(dst))) as tmpd:
         video_only = os.path.join(tmpd, "video.mp4")
         concat_segments(segments, video_only)
+        pause_at("merge_mid")  # test hook (faceworker.testhooks); no-op unless a test sets it
         muxed = os.path.join(tmpd, "out.mp4")
         mux_audio(video_only, audio_src, muxed)
         out = probe(muxed)
