@@ -112,3 +112,33 @@ def test_check_publish_to_raises_uri_error(tmp_path: Path) -> None:
     with pytest.raises(uris.UriError, match="outside the publish roots"):
         uris.check_publish_to("/etc", (str(tmp_path),))
     assert uris.check_publish_to(f" {tmp_path}/x ", (str(tmp_path),)) == f"{tmp_path}/x"
+
+
+def test_the_api_gate_refuses_it_before_a_run_is_created(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The UI form and REST go through the API server's order gate: 400 naming publish_to."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins"))
+    import facefactory_orders as gate
+
+    monkeypatch.setenv("FACEFACTORY_HOME", str(tmp_path))
+    conf = {**GOOD, "publish_to": "file:///etc"}
+    verdict = gate.decide({"conf": conf}, lambda run_id: None)
+    assert verdict.status == 400 and verdict.payload["problems"][0]["field"] == "publish_to"
+    assert verdict.payload["detail"].startswith("invalid order: publish_to: 'file:///etc' resolves to /etc")
+    ok = gate.decide({"conf": {**GOOD, "publish_to": f"{tmp_path}/published/acme"}}, lambda run_id: None)
+    assert ok.status is None  # passed on to Airflow
+
+
+def test_bulk_and_order_run_refuse_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import argparse
+
+    from facefactory.commands import order
+    from operators import bulk
+
+    monkeypatch.setenv("FACEFACTORY_HOME", str(tmp_path))
+    [error] = bulk.order_errors({**GOOD, "publish_to": "http://169.254.169.254/x"})
+    assert error["field"] == "publish_to" and "link-local" in error["message"]
+    args = argparse.Namespace(order_id="o-1", source="/in/s.png", target="/in/t.mp4", sets=["publish_to=/etc"])
+    with pytest.raises(ValueError, match="publish_to: .*outside the publish roots"):
+        order.build_conf(args)
