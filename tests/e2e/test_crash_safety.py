@@ -164,26 +164,40 @@ def reference(env: dict[str, str]) -> list[str]:
     return frames
 
 
-def test_killing_the_order_run_process_alone_leaves_no_process(env, tmp_path) -> None:
-    """Only the `order run` command is SIGKILLed mid-chunk (not its group): everything it started
-    (the run's child, forked task children, faceworker, ffmpeg, pool workers) goes with it."""
-    run = PausedRun(env, "crash-main", "swap_mid_chunk", tmp_path)
+def _run_state(env: dict[str, str], order_id: str) -> str | None:
+    import sqlite3
+
+    db = sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db")
     try:
-        worker = run.wait_paused()
+        row = db.execute("SELECT state FROM dag_run WHERE run_id = ?", (f"order__{order_id}",)).fetchone()
+    finally:
+        db.close()
+    return row[0] if row else None
+
+
+def test_same_id_other_target_after_success_is_refused(env, reference) -> None:
+    assert _run_state(env, "crash-ref") == "success"
+    res = _run(env, "crash-ref", target="other.mp4")
+    assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "order crash-ref was already started with other inputs (target content changed" in res.stderr
+    assert _run_state(env, "crash-ref") == "success"  # the refusal touched nothing
+    again = _run(env, "crash-ref")  # the same inputs: still "already published", exit 0
+    assert again.returncode == 0 and "already published" in again.stdout, again.stdout[-2000:]
+    assert json.loads((_home(env) / "work" / "orders" / "crash-ref" / "input" / "inputs.json")
+                      .read_text())["inputs"]["target"]["uri"].endswith("/target.mp4")
+
+
+def test_sigkill_of_the_order_run_process_mid_chunk_then_rerun_redoes_only_that_chunk(env, reference, tmp_path) -> None:
+    """Only the `order run` command is SIGKILLed (not its group), with chunk 1 half swapped and
+    chunk 0 checkpointed: everything it started (the run's child, forked task children,
+    faceworker, ffmpeg, pool workers) goes with it; the re-run redoes chunk 1 only."""
+    order = "crash-chunk"
+    run = PausedRun(env, order, "swap_mid_chunk:1", tmp_path)
+    try:
+        worker = run.wait_paused(until=lambda: "00000" in _done_mtimes(env, order))
         pids = run.kill(group=False)
         assert worker in pids and any("swap-chunk" in cmd for cmd in pids.values()), pids
         assert len(pids) >= 4, pids  # the run, a task child, faceworker, its ffmpeg at least
-        assert_all_gone(pids)
-    finally:
-        run.cleanup()
-
-
-def test_sigkill_mid_chunk_then_rerun_redoes_only_that_chunk(env, reference, tmp_path) -> None:
-    order = "crash-chunk"
-    run = PausedRun(env, order, "swap_mid_chunk:1", tmp_path)
-    try:  # chunk 1 paused half-way; kill once chunk 0 is checkpointed
-        run.wait_paused(until=lambda: "00000" in _done_mtimes(env, order))
-        pids = run.kill(group=True)
         assert_all_gone(pids)
     finally:
         run.cleanup()
@@ -205,8 +219,12 @@ def test_sigkill_mid_chunk_then_rerun_redoes_only_that_chunk(env, reference, tmp
     assert _framemd5(_home(env) / "published" / f"{order}.mp4") == reference
 
 
-def test_sigkill_mid_merge_then_rerun_redoes_no_chunk(env, reference, tmp_path) -> None:
-    order = "crash-merge"
+def test_sigkill_of_the_group_mid_merge_then_mid_publish_then_rerun(env, reference, tmp_path) -> None:
+    """The whole process group is SIGKILLed mid-merge; the re-run is SIGKILLed again mid-publish
+    (the copy complete, the rename not done); the third run publishes. No chunk is redone, no
+    process survives a kill, nothing partial is ever at the published path."""
+    order = "crash-late"
+    published = _home(env) / "published"
     run = PausedRun(env, order, "merge_mid", tmp_path)
     try:
         run.wait_paused()
@@ -217,39 +235,21 @@ def test_sigkill_mid_merge_then_rerun_redoes_no_chunk(env, reference, tmp_path) 
     assert sorted(before) == list(CHUNKS)
     out = _home(env) / "work" / "orders" / order / "output" / f"{order}.mp4"
     assert not out.exists()  # the merge writes its output in one atomic step
-    assert not (_home(env) / "published" / f"{order}.mp4").exists()
-    res = _run(env, order)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert _done_mtimes(env, order) == before
-    assert _framemd5(_home(env) / "published" / f"{order}.mp4") == reference
+    assert not (published / f"{order}.mp4").exists()
 
-
-def test_sigkill_mid_publish_leaves_nothing_partial_then_rerun_publishes(env, reference, tmp_path) -> None:
-    order = "crash-publish"
-    published = _home(env) / "published"
-    run = PausedRun(env, order, "publish_before_rename", tmp_path)
+    run = PausedRun(env, order, "publish_before_rename", tmp_path / "second")
     try:
         run.wait_paused()
-        before = _done_mtimes(env, order)
         temps = list(published.glob(f".{order}.mp4.tmp-*"))
         assert temps and temps[0].stat().st_size > 0  # the copy is complete, only the rename is left
         assert_all_gone(run.kill(group=True))
     finally:
         run.cleanup()
     assert not (published / f"{order}.mp4").exists()  # never a partial file under the published name
+
     res = _run(env, order)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert res.stdout.strip().splitlines()[-1] == (published / f"{order}.mp4").as_uri()
     assert _done_mtimes(env, order) == before
     assert list(published.glob(f".{order}.mp4.tmp-*")) == []  # the killed publish's temp is gone
     assert _framemd5(published / f"{order}.mp4") == reference
-
-
-def test_same_id_other_target_after_success_is_refused(env, reference) -> None:
-    res = _run(env, "crash-ref", target="other.mp4")
-    assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
-    assert "order crash-ref was already started with other inputs (target content changed" in res.stderr
-    again = _run(env, "crash-ref")  # the same inputs: still "already published", exit 0
-    assert again.returncode == 0 and "already published" in again.stdout
-    assert json.loads((_home(env) / "work" / "orders" / "crash-ref" / "input" / "inputs.json")
-                      .read_text())["inputs"]["target"]["uri"].endswith("/target.mp4")
