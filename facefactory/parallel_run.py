@@ -10,6 +10,8 @@ DB exactly as the scheduler counts them, so two `order run`s on one machine shar
 
 Each task instance runs in a forked child of this process: the DAG is parsed and the heavy modules
 (`prewarm`) imported once, here, and every task inherits them instead of paying the imports again.
+Every fork of this process (task children, the OpenLineage listener's pool workers) dies with its
+parent (faceworker.lifeline), so a killed run leaves no process behind.
 A task instance is set QUEUED before its child starts and is never handed to a second child while
 one runs, so no chunk is ever run twice at once. A child that dies without finishing its task
 instance (killed, crashed) fails that try through Airflow's own failure handling (retries apply).
@@ -198,6 +200,9 @@ def run_dag(dag: Any, *, run_id: str, conf: dict[str, Any], parallelism: int,
 
     if settings.Session is None:
         raise RuntimeError("Airflow's ORM is not configured")
+    from faceworker.lifeline import bind_forks_to_parent
+
+    bind_forks_to_parent()  # task children and every pool worker forked below die with this process
     session = settings.Session()
     scheduler_dag, run = _create_run(dag, run_id, conf, session)
     _share_execution_api()  # before the first fork: built once, not by every task

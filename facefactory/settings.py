@@ -27,6 +27,7 @@ class Settings:
     execution_provider: str
     s3_endpoint_url: str | None
     swap_slots: int = 2
+    publish_roots: tuple[str, ...] = ()
 
     @property
     def sample_inputs(self) -> Path:
@@ -60,10 +61,11 @@ def load(environ: dict[str, str] | None = None) -> Settings:
     )
     if not roots:
         roots = (home / "inputs",)
+    publish_to = get("FACEFACTORY_PUBLISH_TO", str(home / "published"))
     return Settings(
         home=home,
         work_root=get("FACEFACTORY_WORK_ROOT", str(home / "work")),
-        publish_to=get("FACEFACTORY_PUBLISH_TO", str(home / "published")),
+        publish_to=publish_to,
         input_roots=roots,
         runner=get("FACEFACTORY_RUNNER", "local"),
         model_dir=get("FACEFACTORY_MODEL_DIR", str(home / "models")),
@@ -71,7 +73,23 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         execution_provider=get("FACEFACTORY_EXECUTION_PROVIDER", "auto"),
         s3_endpoint_url=env.get("FACEFACTORY_S3_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL") or None,
         swap_slots=_positive_int("FACEFACTORY_SWAP_SLOTS", get("FACEFACTORY_SWAP_SLOTS", "2")),
+        publish_roots=publish_roots(env.get("FACEFACTORY_PUBLISH_ROOTS", ""), home, publish_to),
     )
+
+
+def publish_roots(raw: str, home: Path, publish_to: str) -> tuple[str, ...]:
+    """Where an order's `publish_to` may point: FACEFACTORY_PUBLISH_ROOTS (comma-separated local
+    dirs and s3://bucket[/prefix] URIs), else the embedded default's `<home>/published`. The
+    deployment's own FACEFACTORY_PUBLISH_TO (its local dir, or its S3 bucket) is always a root:
+    it is the operator's configuration, not something an order asked for."""
+    given = [r.strip() for r in raw.split(",") if r.strip()]
+    roots = given or [str(home / "published")]
+    own = publish_to.strip()
+    if own.startswith("s3://"):
+        own = "s3://" + own[len("s3://"):].split("/", 1)[0]
+    if own and own not in roots:
+        roots.append(own)
+    return tuple(roots)
 
 
 def _positive_int(name: str, raw: str) -> int:

@@ -102,6 +102,7 @@ def run_time(use_variables: bool = True) -> RunConfig:
         for key in (
             "FACEFACTORY_WORK_ROOT",
             "FACEFACTORY_PUBLISH_TO",
+            "FACEFACTORY_PUBLISH_ROOTS",
             "FACEFACTORY_INPUT_ROOTS",
             "FACEFACTORY_RUNNER",
             "FACEFACTORY_MODEL_DIR",
@@ -129,13 +130,16 @@ def with_settings(cfg: RunConfig, **changes: Any) -> RunConfig:
     return replace(cfg, settings=replace(cfg.settings, **changes))
 
 
-def order_problems(conf: dict[str, object] | None, order: dict[str, object]) -> list[str]:
+def order_problems(conf: dict[str, object] | None, order: dict[str, object],
+                   publish_roots: tuple[str, ...] | None = None) -> list[str]:
     """Why an order must be refused before any work: unknown conf keys (a typo such as
     `min_id_cosin` would otherwise be silently ignored) and problems of the merged order, worded
     by operators.order_check like every other way in (the API middleware refuses them earlier;
-    this is the last line of defence, e.g. for runs created by other means)."""
+    this is the last line of defence, e.g. for runs created by other means). `publish_to` is
+    checked against the run-time publish roots (Variable `facefactory_publish_roots` > env)."""
     from operators.order_check import order_problems as check
     from operators.order_schema import ORDER_FIELDS
 
     extra = {k: v for k, v in (conf or {}).items() if k not in ORDER_FIELDS}
-    return [str(p) for p in check({**extra, **order}, allow_injected=True)]
+    roots = publish_roots if publish_roots is not None else run_time().settings.publish_roots
+    return [str(p) for p in check({**extra, **order}, allow_injected=True, publish_roots=roots)]

@@ -155,19 +155,14 @@ def call(args: Sequence[str], *, timeout_s: float, logger: LineLogger,
     return result_of(run(argv, name=args[0] if args else "", logger=logger, env=env, timeout_s=timeout_s))
 
 
-_PR_SET_PDEATHSIG = 1
 
 
 def _parent_death_signal() -> Any:
-    """A `preexec_fn` that makes Linux SIGKILL the engine when the task process dies; None where
-    prctl is missing. Built in the parent: nothing is imported after fork."""
-    try:
-        import ctypes
+    """A `preexec_fn` that makes Linux SIGKILL the engine when the task process dies (the one
+    mechanism of faceworker.lifeline); None where prctl is missing."""
+    from faceworker.lifeline import die_with_parent_preexec
 
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # not Linux: the timeout and on_kill still stop it
-        return None
-    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    return die_with_parent_preexec()
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:

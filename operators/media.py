@@ -184,6 +184,17 @@ def claim_order(order_area: Any, order_id: str, run_id: str | None) -> None:
         )
 
 
+def _bind_inputs(order_area: Any, order: dict[str, Any], inputs: dict[str, Any]) -> None:
+    """Refuse other inputs under an id already started (operators.order_inputs), before any
+    input of the work area is replaced."""
+    from operators.order_inputs import InputsChanged, bind
+
+    try:
+        bind(order_area, order, inputs)
+    except InputsChanged as exc:
+        raise BadOrder(str(exc)) from exc
+
+
 def ingest(order: dict[str, Any], cfg: RunConfig, timeout_s: float = 1200,
            run_id: str | None = None) -> names.IngestResult:
     """Validate the inputs, copy them into the work area, probe, normalise, embed the source."""
@@ -209,6 +220,7 @@ def ingest(order: dict[str, Any], cfg: RunConfig, timeout_s: float = 1200,
     oa = area(cfg, order_id)
     with worker_env(cfg):
         claim_order(oa, order_id, run_id)
+        _bind_inputs(oa, order, {"source": source, "target": target, "reference": reference})
     src_rel, tgt_rel = f"input/source{source.suffix}", f"input/target{target.suffix}"
     with worker_env(cfg):
         src_in = _bring_in(oa, source, src_rel, cfg)

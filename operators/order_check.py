@@ -102,18 +102,36 @@ def _uri_problem(value: str) -> str | None:
     return None
 
 
-def _string_problem(name: str, spec: Mapping[str, Any], value: str) -> str | None:
+def env_publish_roots() -> tuple[str, ...]:
+    """The publish roots of this process's environment (facefactory.settings); tasks pass the
+    Variable-aware ones from operators.config instead."""
+    from facefactory.settings import load
+
+    return load().publish_roots
+
+
+def _publish_to_problem(value: str, roots: tuple[str, ...] | None) -> str | None:
+    from operators.uris import publish_problem
+
+    return publish_problem(value, roots)
+
+
+def _string_problem(name: str, spec: Mapping[str, Any], value: str,
+                    publish_roots: tuple[str, ...] | None = None) -> str | None:
     if "enum" in spec and value not in spec["enum"]:
         return f"must be one of {', '.join(spec['enum'])}; got {_shown(value)}"
     if name == "order_id" and (not ORDER_ID_RE.match(value) or ".." in value):
         return f"{ORDER_ID_RULE}; got {_shown(value)}"
     if name in URI_FIELDS:
         return _uri_problem(value)
+    if name == "publish_to":
+        return _publish_to_problem(value, publish_roots)
     return None
 
 
-def field_problem(name: str, value: Any) -> str | None:
-    """What is wrong with one known field's value (None = fine)."""
+def field_problem(name: str, value: Any, publish_roots: tuple[str, ...] | None = None) -> str | None:
+    """What is wrong with one known field's value (None = fine). `publish_roots` limits
+    `publish_to` (None: its form only)."""
     spec = ORDER_FIELDS[name]
     kinds = _kinds(spec)
     if value is None:
@@ -125,27 +143,35 @@ def field_problem(name: str, value: Any) -> str | None:
             return f"must be text; got {_shown(value)}"
         if not value.strip() and "null" not in kinds:
             return "must not be empty"
-        return _string_problem(name, spec, value) if value.strip() else None
+        return _string_problem(name, spec, value, publish_roots) if value.strip() else None
     return None
 
 
-def order_problems(order: Any, *, allow_injected: bool = False) -> list[Problem]:
-    """Every reason to refuse `order` (empty = valid): unknown fields, missing required fields,
-    wrong types, values out of range, bad URIs and bad order ids, in field order.
+_ENV_ROOTS: Any = object()  # "read the publish roots from the environment"
 
-    `allow_injected` tolerates the conf keys Airflow adds itself (checks of a run's conf)."""
+
+def order_problems(order: Any, *, allow_injected: bool = False,
+                   publish_roots: tuple[str, ...] | None = _ENV_ROOTS) -> list[Problem]:
+    """Every reason to refuse `order` (empty = valid): unknown fields, missing required fields,
+    wrong types, values out of range, bad URIs, a `publish_to` outside the publish roots and bad
+    order ids, in field order.
+
+    `allow_injected` tolerates the conf keys Airflow adds itself (checks of a run's conf).
+    `publish_roots`: where `publish_to` may point (default: FACEFACTORY_PUBLISH_ROOTS of this
+    process); None checks only its form, for a client that cannot know the server's roots."""
     if not isinstance(order, Mapping):
         return [Problem("order", f"must be an object of order fields; got {type(order).__name__}")]
     problems = [
         _unknown(str(key)) for key in order
         if key not in ORDER_FIELDS and not (allow_injected and key in INJECTED_CONF_KEYS)
     ]
+    roots = env_publish_roots() if publish_roots is _ENV_ROOTS else publish_roots
     for name in ORDER_FIELDS:
         if name not in order:
             if name in REQUIRED:
                 problems.append(Problem(name, "is required"))
             continue
-        message = field_problem(name, order[name])
+        message = field_problem(name, order[name], roots)
         if message:
             problems.append(Problem(name, message))
     return problems

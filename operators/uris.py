@@ -78,3 +78,109 @@ def parse(uri: str, input_roots: tuple[Path, ...]) -> OrderUri:
     if not real.is_file():
         raise UriError(f"{uri!r}: no such file")
     return OrderUri("file", path=real)
+
+
+# -- publish roots --------------------------------------------------------------------------------
+# An order's `publish_to` names where the finished video is written. Without a limit any order
+# could make the workers write wherever they may (another customer's folder, /etc, a bucket of
+# someone else): so it must lie under one of the deployment's publish roots
+# (FACEFACTORY_PUBLISH_ROOTS, facefactory.settings.publish_roots).
+
+PUBLISH_RULE = ("use a file:// path under a publish root or s3://bucket/prefix in a publish bucket "
+                "(FACEFACTORY_PUBLISH_ROOTS)")
+
+
+def _is_internal_host(host: str) -> str | None:
+    """'loopback' / 'link-local' / 'private' when `host` names such an address, else None."""
+    import ipaddress
+
+    name = host.strip("[]").lower()
+    if name in ("localhost", "localhost.localdomain") or name.endswith(".localhost"):
+        return "loopback"
+    try:
+        ip = ipaddress.ip_address(name)
+    except ValueError:
+        return None
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local (cloud metadata)"
+    if ip.is_private or ip.is_unspecified:
+        return "private"
+    return None
+
+
+def _web_url_problem(value: str) -> str:
+    host = urlparse(value).hostname or ""
+    kind = _is_internal_host(host)
+    where = f"; {host} is a {kind} address" if kind else ""
+    return f"web URLs are not publish targets{where}; {PUBLISH_RULE}; got {value!r}"
+
+
+def _s3_publish_problem(value: str, roots: tuple[str, ...] | None) -> str | None:
+    from operators.s3.errors import S3UriError
+    from operators.s3.uris import parse_s3_uri
+
+    try:
+        target = parse_s3_uri(value, require_key=False, prefix=True)
+    except S3UriError as exc:
+        return str(exc)
+    if roots is None:
+        return None
+    allowed: list[str] = []
+    for root in roots:
+        if not root.startswith("s3://"):
+            continue
+        bucket, _, prefix = root[len("s3://"):].partition("/")
+        prefix = prefix.strip("/")
+        allowed.append(f"s3://{bucket}/{prefix}".rstrip("/"))
+        if target.bucket == bucket and (not prefix or target.key == prefix
+                                         or target.key.startswith(prefix + "/")):
+            return None
+    shown = ", ".join(allowed) or "none configured"
+    return (f"{value!r} is outside the publish buckets ({shown}); set FACEFACTORY_PUBLISH_ROOTS "
+            "to allow it")
+
+
+def _local_publish_problem(value: str, roots: tuple[str, ...] | None) -> str | None:
+    try:
+        raw = _local_path(value)
+    except UriError:
+        return f"{PUBLISH_RULE}; got {value!r}"
+    if ".." in PurePosixPath(raw).parts:
+        return f"'..' is not allowed in a publish path; got {value!r}"
+    if roots is None:
+        return None
+    real = Path(os.path.realpath(raw))  # follows every symlink that exists on the way
+    local_roots = [Path(os.path.realpath(_local_path(r) if r.startswith("file://") else r))
+                   for r in roots if not r.startswith("s3://")]
+    if any(real == r or real.is_relative_to(r) for r in local_roots):
+        return None
+    shown = ", ".join(str(r) for r in local_roots) or "none configured"
+    return (f"{value!r} resolves to {real}, outside the publish roots ({shown}); set "
+            "FACEFACTORY_PUBLISH_ROOTS to allow it")
+
+
+def publish_problem(value: str, roots: tuple[str, ...] | None) -> str | None:
+    """Why `value` may not be an order's publish prefix (None = it lies under a publish root).
+    `roots=None` checks the form only (a client that does not know the server's roots).
+
+    Local paths are resolved with symlinks followed, so a link inside a root that points out of
+    it is refused like the path it points to; '..' is refused outright."""
+    text = value.strip()
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme in ("http", "https", "ftp", "ws", "wss"):
+        return _web_url_problem(text)
+    if scheme == "s3":
+        return _s3_publish_problem(text, roots)
+    if scheme not in ("", "file"):
+        return f"{PUBLISH_RULE}; got {text!r}"
+    return _local_publish_problem(text, roots)
+
+
+def check_publish_to(value: str, roots: tuple[str, ...]) -> str:
+    """`value` when it may be published to; UriError with the reason otherwise."""
+    problem = publish_problem(value, roots)
+    if problem:
+        raise UriError(problem)
+    return value.strip()

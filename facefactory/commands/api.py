@@ -62,7 +62,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     except ValueError as exc:
         _err(f"invalid order: {exc}")
         return 2
-    if problems := order_problems(order):
+    # publish_to's form only: its publish roots are the server's, which refuses outside ones
+    if problems := order_problems(order, publish_roots=None):
         _err(refusal(problems))
         return 2
     try:

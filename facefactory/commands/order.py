@@ -193,6 +193,17 @@ def live_scheduler() -> Any | None:
     return job if job is not None and job.is_alive() else None
 
 
+def check_same_inputs(conf: dict[str, Any]) -> None:
+    """Refuse (operators.order_inputs.InputsChanged) an order id whose recorded inputs differ."""
+    from operators import config, media
+    from operators.order_inputs import check_rerun
+
+    order = {name: conf.get(name, spec.get("default")) for name, spec in ORDER_FIELDS.items()}
+    cfg = config.run_time(use_variables=False)
+    with media.worker_env(cfg):
+        check_rerun(order, cfg, media.area(cfg, conf["order_id"]))
+
+
 def run_order(conf: dict[str, Any]) -> tuple[str, Any, bool]:
     """Run the order as DAG run `order__<order_id>`; returns (run_id, final state, ran).
 
@@ -212,6 +223,7 @@ def run_order(conf: dict[str, Any]) -> tuple[str, Any, bool]:
         )
     existing = _existing_run(run_id)
     if existing is not None:
+        check_same_inputs(conf)  # never resume, nor call "done", an id with other inputs
         if str(existing.state) == "success":
             return run_id, existing.state, False
         print(f"resuming order {conf['order_id']}: replacing {existing.state} run {run_id} "
@@ -241,9 +253,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(without_deadline(env), file=sys.stderr, flush=True)  # facefactory.deadlines: why
     with tempfile.TemporaryDirectory(prefix="facefactory-order-") as tmp:
         result_file = Path(tmp) / "result.json"
-        proc = subprocess.run(
+        from faceworker.lifeline import die_with_parent_preexec
+
+        proc = subprocess.run(  # the run dies with this command (and takes its tasks along)
             [sys.executable, "-m", "facefactory.commands.order", json.dumps(conf), str(result_file)],
-            env=env, check=False,
+            env=env, check=False, preexec_fn=die_with_parent_preexec(),
         )
         result = json.loads(result_file.read_text()) if result_file.exists() else {}
     # Printed here, after the child (and any late Airflow/OpenLineage log lines) has exited,
@@ -264,7 +278,10 @@ def run_in_airflow(conf: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         run_id, state, ran = run_order(conf)
     except Exception as exc:  # noqa: BLE001 - e.g. ParamValidationError: report, do not trace
         message = f"order {conf['order_id']} was refused: {type(exc).__name__}: {exc}"
-        invalid = "Param" in type(exc).__name__ or isinstance(exc, SchedulerRunning)
+        invalid = ("Param" in type(exc).__name__ or isinstance(exc, SchedulerRunning)
+                   or type(exc).__name__ == "InputsChanged")
+        if type(exc).__name__ == "InputsChanged":
+            message = f"order {conf['order_id']} was refused: {exc}"
         return (EXIT_INVALID if invalid else EXIT_FAILED), {"messages": [message]}
     took = time.monotonic() - started
     if str(state) != "success":
@@ -286,6 +303,9 @@ def run_in_airflow(conf: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 
 
 if __name__ == "__main__":
+    from faceworker.lifeline import bind_forks_to_parent
+
+    bind_forks_to_parent()  # before Airflow starts any pool: every fork dies with this run
     code, payload = run_in_airflow(json.loads(sys.argv[1]))
     Path(sys.argv[2]).write_text(json.dumps(payload))
     # A normal exit, not os._exit: the OpenLineage listener's process pool still has to deliver the

@@ -269,7 +269,7 @@ def _upload_temp(
     try:
         client.upload_file(
             str(path), temp.bucket, temp.key, ExtraArgs={**args, "ChecksumAlgorithm": "SHA256"},
-            Config=options.transfer(),
+            Config=options.transfer(), Callback=_mid_upload_hook(size),
         )
     except Exception as exc:  # noqa: BLE001
         raise classify(exc, "PUT", str(temp)) from exc
@@ -277,6 +277,23 @@ def _upload_temp(
     verified = verify_object(client, temp, size, digest, single_part=size < options.multipart_threshold)
     stage("temp_verified")
     return verified
+
+
+def _mid_upload_hook(size: int) -> Callable[[int], None] | None:
+    """boto3 progress callback for the crash tests' pause point `s3_publish_mid_upload` (once
+    some but not all bytes are sent: a multipart upload in flight). None unless a test asks."""
+    from faceworker.testhooks import PAUSE_AT, pause_at
+
+    if "s3_publish_mid_upload" not in os.environ.get(PAUSE_AT, ""):
+        return None
+    sent = [0]
+
+    def progress(amount: int) -> None:
+        sent[0] += amount
+        if 0 < sent[0] < size:
+            pause_at("s3_publish_mid_upload")
+
+    return progress
 
 
 def _delete_quietly(client: Any, uri: S3Uri) -> None:

@@ -23,6 +23,7 @@ CONTRACT_MODULES: dict[str, frozenset[str] | None] = {
     "faceworker.workarea": ALL,
     "faceworker.spec": ALL,
     "faceworker.options": ALL,
+    "faceworker.lifeline": ALL,
     "faceworker.video": frozenset({"probe", "Probe"}),
     "faceworker.contact_sheet": frozenset({"pick_frames"}),
 }

@@ -78,6 +78,7 @@ def _prepare(moto_server: MotoServer, airflow_env_factory: Any, venv_tool: Any,
     s3.upload_file(str(sample / "target.mp4"), names["in"], "incoming/o/target.mp4")
     env.update({
         "FACEFACTORY_WORK_ROOT": f"s3://{names['work']}/ff",
+        "FACEFACTORY_PUBLISH_ROOTS": f"s3://{names['pub']}/videos",
         "FACEFACTORY_CDN_DISTRIBUTION_ID": dist["Id"],
         "FACEFACTORY_CDN_POLL_S": "0.5",
         "FACEFACTORY_S3_SSE": "AES256",

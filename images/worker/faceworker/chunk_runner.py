@@ -26,6 +26,7 @@ from faceworker.id_sampling import ID_SAMPLE_EVERY
 from faceworker.logs import Logger, Progress, get_logger
 from faceworker.masks import RegionMask
 from faceworker.spec import ChunkSpec, done_matches, done_record, sha256_bytes, spec_hash
+from faceworker.testhooks import pause_at
 from faceworker.thumbs import Tap, write_thumbnails
 from faceworker.workarea import OrderArea, WorkArea, open_store, scratch
 
@@ -435,6 +436,8 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
             t["encode_s"] += t3 - t2
             infos.add(info, shape)
             progress.step(spec.start + i)
+            if i + 1 == max(1, spec.frames // 2):
+                pause_at("swap_mid_chunk", spec.chunk)  # test hook (faceworker.testhooks); no-op unset
         frames.close()
         t0 = time.perf_counter()
         written = writer.close()

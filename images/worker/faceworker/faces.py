@@ -134,6 +134,9 @@ def embedding_vector(embedding: "np.ndarray | DeferredEmbedding | None") -> np.n
 
 
 def _load_recognizer() -> None:
+    from faceworker.lifeline import watch_parent
+
+    watch_parent()  # a killed chunk takes its descriptor workers with it
     models.face_recognizer()
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from faceworker import video
 from faceworker.errors import BadInput
+from faceworker.lifeline import die_with_parent_preexec
 
 BATCH = 32  # inputs per ffmpeg process (each is the same file, seeked to its piece's key frame)
 
@@ -49,7 +50,7 @@ def packet_index(path: str | os.PathLike[str]) -> PacketIndex:
     """One ffprobe demux pass (no decode) over the video packets."""
     cmd = [video.FFPROBE, "-v", "error", "-select_streams", "v:0", "-show_entries",
            "packet=pts,flags:stream=time_base:format=start_time", "-of", "json", str(path)]
-    proc = subprocess.run(cmd, capture_output=True)
+    proc = subprocess.run(cmd, capture_output=True, preexec_fn=die_with_parent_preexec())
     video._check(proc.returncode, proc.stderr, f"probe {path}", bad_input=True)
     data = json.loads(proc.stdout or b"{}")
     tb = Fraction((data.get("streams") or [{}])[0].get("time_base", "1/1000"))

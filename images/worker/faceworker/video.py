@@ -30,6 +30,8 @@ import numpy as np
 
 from faceworker.errors import BadInput, TransientError, WorkerError
 from faceworker.frames import i420_size
+from faceworker.lifeline import die_with_parent_preexec
+from faceworker.testhooks import pause_at
 
 FFMPEG = os.environ.get("FACEFACTORY_FFMPEG", "ffmpeg")
 FFPROBE = os.environ.get("FACEFACTORY_FFPROBE", "ffprobe")
@@ -115,7 +117,7 @@ def run_ffmpeg(args: Sequence[str], what: str, bad_input: bool = False, timeout:
     """Run ffmpeg with `args`; map failures to BadInput/TransientError/FFmpegError. Returns stderr."""
     cmd = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args]
     try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, preexec_fn=die_with_parent_preexec())
     except subprocess.TimeoutExpired as exc:
         raise TransientError(f"{what}: ffmpeg timed out after {timeout}s") from exc
     _check(proc.returncode, proc.stderr, what, bad_input)
@@ -124,7 +126,7 @@ def run_ffmpeg(args: Sequence[str], what: str, bad_input: bool = False, timeout:
 
 def _ffprobe_json(args: Sequence[str], path: str) -> dict[str, Any]:
     cmd = [FFPROBE, "-v", "error", "-of", "json", *args, path]
-    proc = subprocess.run(cmd, capture_output=True)
+    proc = subprocess.run(cmd, capture_output=True, preexec_fn=die_with_parent_preexec())
     try:
         _check(proc.returncode, proc.stderr, f"probe {path}", bad_input=True)
     except BadInput as exc:
@@ -171,7 +173,7 @@ def _packet_times(path: str) -> tuple[list[int], Fraction]:
     """pts of every video packet (demux only, no decode): exact frame count and VFR detection."""
     cmd = [FFPROBE, "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts,dts:stream=time_base",
            "-of", "json", path]
-    proc = subprocess.run(cmd, capture_output=True)
+    proc = subprocess.run(cmd, capture_output=True, preexec_fn=die_with_parent_preexec())
     _check(proc.returncode, proc.stderr, f"probe {path}", bad_input=True)
     data = json.loads(proc.stdout or b"{}")
     tb = Fraction((data.get("streams") or [{}])[0].get("time_base", "1/1000"))
@@ -362,7 +364,7 @@ def count_segment_frames(path: str | os.PathLike[str]) -> int:
 def _count_decoded_frames(path: str) -> int:
     cmd = [FFPROBE, "-v", "error", "-select_streams", "v:0", "-count_frames", "-show_entries",
            "stream=nb_read_frames", "-of", "json", path]
-    proc = subprocess.run(cmd, capture_output=True)
+    proc = subprocess.run(cmd, capture_output=True, preexec_fn=die_with_parent_preexec())
     _check(proc.returncode, proc.stderr, f"count frames {path}", bad_input=True)
     streams = json.loads(proc.stdout or b"{}").get("streams") or [{}]
     return int(streams[0].get("nb_read_frames") or 0)
@@ -422,7 +424,8 @@ def read_frames(
     if start > 0:
         args += ["-vf", f"select=gte(n\\,{start})"]
     args += ["-fps_mode", "passthrough", "-frames:v", str(want), "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=frame_bytes)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=frame_bytes,
+                            preexec_fn=die_with_parent_preexec())
     _grow_pipe(proc.stdout)
     got = 0
     try:
@@ -541,7 +544,8 @@ class FrameWriter:
             cmd += ["-movflags", "+faststart"]
         cmd.append(self.path)
         self._err = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=self._err)
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=self._err,
+                                      preexec_fn=die_with_parent_preexec())
         _grow_pipe(self._proc.stdin)
 
     def check(self, frame: np.ndarray) -> None:
@@ -813,6 +817,7 @@ def merge(
     with tempfile.TemporaryDirectory(prefix="merge-", dir=os.path.dirname(os.path.abspath(dst))) as tmpd:
         video_only = os.path.join(tmpd, "video.mp4")
         concat_segments(segments, video_only)
+        pause_at("merge_mid")  # test hook (faceworker.testhooks); no-op unless a test sets it
         muxed = os.path.join(tmpd, "out.mp4")
         mux_audio(video_only, audio_src, muxed)
         out = probe(muxed)
