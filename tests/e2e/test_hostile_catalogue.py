@@ -155,8 +155,10 @@ def _run_all(server: AirflowServer, confs: dict[str, dict[str, Any]]) -> tuple[d
         if dead := server.env.dead():
             pytest.fail(f"airflow components died: {dead}\n{server.env.tail_logs()}")
         time.sleep(3)
-    for case_id in runs:
+    for case_id, run_id in runs.items():
         obs[case_id]["state"] = states.get(case_id)
+        if states.get(case_id) not in ("success", "failed"):  # stop it: the server is shared
+            server.request("PATCH", f"/api/v2/dags/{ORDER_DAG}/dagRuns/{run_id}", {"state": "failed"})
     return obs, runs
 
 
