@@ -225,7 +225,8 @@ def outcome(airflow_server: AirflowServer) -> dict[str, Any]:
                 o["identity"] = _identity_share(o["published_files"][0], media["source"], faces["t1_3"])
     obs["_wall_s"] = round(time.monotonic() - t0, 1)
     print(f"\ncatalogue: {len(CASES)} cases in {obs['_wall_s']} s (media {t_media - t0:.1f} s, "
-          f"runs {t_runs - t_media:.1f} s)")
+          f"runs {t_runs - t_media:.1f} s); source identity on "
+          + ", ".join(f"{c.id} {obs[c.id].get('identity', 0):.0%}" for c in CASES if "identity" in c.checks))
     if os.environ.get("FACEFACTORY_UPDATE_DOCS") == "1":
         write_doc([_doc_row(c, obs[c.id]) for c in CASES])
     return obs

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -123,13 +124,25 @@ def run_ffmpeg(args: Sequence[str], what: str, bad_input: bool = False, timeout:
     return proc.stderr.decode("utf-8", "replace")
 
 
+def _ffmpeg_reason(stderr: bytes, path: str) -> str:
+    """ffmpeg's complaint as a person reads it: its last lines without the `[demuxer @ 0x…]` tags
+    (addresses differ per run) and without the path, which the caller names already."""
+    lines = []
+    for line in stderr.decode("utf-8", "replace").strip().splitlines()[-3:]:
+        line = re.sub(r"^\[[^\]]* @ 0x[0-9a-f]+\]\s*", "", line.strip())
+        line = line.replace(f"{path}: ", "").strip()
+        if line and line not in lines:
+            lines.append(line)
+    return "; ".join(lines) or "ffprobe failed"
+
+
 def _ffprobe_json(args: Sequence[str], path: str) -> dict[str, Any]:
     cmd = [FFPROBE, "-v", "error", "-of", "json", *args, path]
     proc = subprocess.run(cmd, capture_output=True)
     try:
         _check(proc.returncode, proc.stderr, f"probe {path}", bad_input=True)
     except BadInput as exc:
-        raise BadInput(f"not a readable video: {path} ({exc})") from exc
+        raise BadInput(f"not a readable video: {path} ({_ffmpeg_reason(proc.stderr, path)})") from exc
     try:
         return json.loads(proc.stdout or b"{}")
     except json.JSONDecodeError as exc:
