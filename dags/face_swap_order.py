@@ -158,6 +158,10 @@ def face_swap_order() -> None:
         with media.worker_env(cfg):
             result = evaluate(odir, order, int(ingested["frames"]))
         get_current_context()["ti"].xcom_push(key=names.XCOM_GATE, value=result.to_dict())
+        if result.fatal:  # e.g. no face anywhere: no re-swap can fix it, and no retry either
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(result.message())
         lineage.record(
             inputs=media.swapped_files(cfg, order["order_id"], "metrics.json"),
             outputs=[result.validation_uri

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+from operators import uris
 from operators.order_schema import (
     ORDER_FIELDS,
     ORDER_ID_MAX,
@@ -99,6 +100,8 @@ def _uri_problem(value: str) -> str | None:
     path = value.split("://", 1)[-1]
     if ".." in PurePosixPath(path).parts:
         return f"'..' is not allowed in a path; got {_shown(value)}"
+    if value.startswith("s3://") and (bucket := uris.bucket_problem(path.split("/", 1)[0])):
+        return f"{bucket}; got {_shown(value)}"
     return None
 
 

@@ -56,6 +56,19 @@ def _local_path(uri: str) -> str:
     raise UriError(f"{uri!r}: expected file:///absolute/path, /absolute/path or s3://bucket/key")
 
 
+def bucket_problem(bucket: str) -> str | None:
+    """What is wrong with an S3 bucket name the URI pattern lets through (AWS naming rules: no
+    `..`, `.-` or `-.`, not an IP address, no reserved prefix or suffix), or None. Refused up
+    front: S3 would answer such a name with errors that look transient and burn retries."""
+    if ".." in bucket or ".-" in bucket or "-." in bucket:
+        return f"invalid S3 bucket name {bucket!r} (no '..', '.-' or '-.')"
+    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", bucket):
+        return f"invalid S3 bucket name {bucket!r} (not an IP address)"
+    if bucket.startswith(("xn--", "sthree-")) or bucket.endswith(("-s3alias", "--ol-s3")):
+        return f"invalid S3 bucket name {bucket!r} (reserved prefix or suffix)"
+    return None
+
+
 def parse(uri: str, input_roots: tuple[Path, ...]) -> OrderUri:
     """Validate `uri` against the allow-list; local paths are resolved (symlinks followed)."""
     uri = uri.strip()
@@ -63,6 +76,8 @@ def parse(uri: str, input_roots: tuple[Path, ...]) -> OrderUri:
         match = S3_URI.match(uri)
         if not match or ".." in PurePosixPath(match["key"]).parts:
             raise UriError(f"{uri!r}: not a valid s3://bucket/key URI")
+        if problem := bucket_problem(match["bucket"]):
+            raise UriError(f"{uri!r}: {problem}")
         return OrderUri("s3", bucket=match["bucket"], key=match["key"])
     raw = _local_path(uri)
     if ".." in PurePosixPath(raw).parts:

@@ -30,6 +30,9 @@ ORDER_KEYS = ("min_id_cosine", "id_mostly", "min_psnr_db", "psnr_mostly", "min_s
 TABLE_METRICS = {"frame_count", "frame_first", "frame_last"}
 XCOM_FAILURES = 200  # failures listed in to_dict(); counts cover all of them
 XCOM_FAILURES_PER_CHUNK = 25
+#: the gate's verdict when the detector found no face anywhere: nothing was swapped, and passing
+#: the order would publish the customer's target unchanged
+NO_FACE = "no face found in any frame of the target"
 
 
 def _num(v: Any) -> Any:
@@ -52,6 +55,8 @@ class GateResult:
     chunks: list[dict] = field(default_factory=list)
     validation_uri: str | None = None
     stage: GateStage = QUALITY_GATE
+    #: set when the order cannot pass whatever is re-swapped (NO_FACE); the DAG fails at once
+    fatal: str | None = None
 
     def failures_for(self, chunk: int) -> list[dict]:
         return [f for f in self.failures if f.get("chunk") == chunk]
@@ -81,6 +86,8 @@ class GateResult:
                 f"min {s.get('id_cosine_min')}, min PSNR outside face {s.get('psnr_min_db')} dB")
         if self.passed:
             return head
+        if self.fatal:
+            return f"{self.stage}: FAILED — {self.fatal} ({s.get('frames')} frames checked)"
         parts = []
         for chunk, counts in self.failure_counts().items():
             worst = [f for f in self.failures if str(f.get("chunk")) == chunk][:max_items]
@@ -100,7 +107,7 @@ class GateResult:
             "failures": self.failures[:XCOM_FAILURES], "failures_total": len(self.failures),
             "failures_by_chunk": by_chunk, "failure_counts": self.failure_counts(),
             "reswap": self.reswap_plan(), "summary": self.summary,
-            "validation_uri": self.validation_uri, "message": self.message(),
+            "validation_uri": self.validation_uri, "message": self.message(), "fatal": self.fatal,
         }
 
 
@@ -255,17 +262,18 @@ def evaluate(order_dir: str, order: dict, expected_frames: int, *, stage: GateSt
     failures = [*of.problems, *_frame_failures(of, expected_frames), *_sampling_failures(of),
                 *_failures_from_validation(validation)]
     failures.sort(key=lambda f: (f["chunk"] if f["chunk"] is not None else 1 << 30, f["frame"] or 0))
-    passed = bool(validation["success"]) and not failures
-    failing = sorted({f["chunk"] for f in failures if f["chunk"] is not None})
     summary = _summary(of, validation, params, expected_frames)
     summary["stage"] = stage
-    validation["meta"]["facefactory"] = {"stage": stage, "passed": passed, "failing_chunks": failing,
+    fatal = NO_FACE if summary["frames"] > 0 and summary["face_frames"] == 0 else None
+    passed = bool(validation["success"]) and not failures and fatal is None
+    failing = [] if fatal else sorted({f["chunk"] for f in failures if f["chunk"] is not None})
+    validation["meta"]["facefactory"] = {"stage": stage, "passed": passed, "failing_chunks": failing, "fatal": fatal,
                                          "summary": summary, "failures": failures[:500],
                                          "failures_total": len(failures), "inputs_sha256": fingerprint}
     uri = wa.join(order_dir, "quality", "validation.json")
     wa.write_json(uri, validation)
     wa.write_json(wa.join(order_dir, "quality", f"{stage}.json"), validation)
     result = GateResult(passed=passed, failing_chunks=failing, failures=failures, summary=summary,
-                        chunks=of.chunks, validation_uri=uri, stage=stage)
+                        chunks=of.chunks, validation_uri=uri, stage=stage, fatal=fatal)
     log.info("%s", result.message())
     return result

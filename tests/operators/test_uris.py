@@ -66,3 +66,16 @@ def test_inputs_placeholder_expands_to_first_root() -> None:
     roots = (Path("/data/in"), Path("/other"))
     assert uris.expand_placeholders("file:///{inputs}/sample/t.mp4", roots) == "file:///data/in/sample/t.mp4"
     assert uris.expand_placeholders("/x/y.mp4", roots) == "/x/y.mp4"
+
+
+@pytest.mark.parametrize("bucket", ["bucket..name", "bucket.-name", "xn--bucket", "192.168.1.10",
+                                    "name-s3alias"])
+def test_invalid_bucket_names_are_refused_before_a_run_and_at_ingest(bucket):
+    from operators.order_check import order_problems, refusal
+
+    uri = f"s3://{bucket}/clip.mp4"
+    with pytest.raises(uris.UriError, match="invalid S3 bucket name"):
+        uris.parse(uri, ())
+    order = {"order_id": "b1", "source": "file:///tmp/a.png", "target": uri}
+    assert "target: invalid S3 bucket name" in refusal(order_problems(order))
+    assert uris.bucket_problem("my.bucket-1") is None

@@ -178,3 +178,19 @@ def test_final_gate_reuses_the_validation_of_unchanged_inputs(tmp_path, monkeypa
     metrics.write_text(json.dumps(doc))
     fixed = evaluate(str(order), ORDER, expected_frames=120, stage="final_gate")
     assert calls == [1, 1] and fixed.passed
+
+
+def test_no_face_in_any_frame_fails_at_once_naming_it(tmp_path):
+    """issue 15: a target without a face used to pass (nothing to fail) and publish unchanged."""
+    order = make_order(tmp_path, frames=60, no_face=list(range(60)))
+    res = evaluate(str(order), ORDER, expected_frames=60)
+    assert not res.passed and res.fatal == "no face found in any frame of the target"
+    assert "no face found in any frame of the target" in res.message()
+    assert res.reswap_plan() == [], "re-swapping cannot find a face that is not there"
+    assert res.to_dict()["fatal"] == res.fatal
+
+
+def test_one_face_frame_is_not_fatal(tmp_path):
+    order = make_order(tmp_path, frames=60, no_face=list(range(1, 60)))
+    res = evaluate(str(order), ORDER, expected_frames=60)
+    assert res.fatal is None and res.summary["face_frames"] == 1

@@ -21,6 +21,7 @@ import numpy as np
 
 from faceworker import video
 from faceworker.errors import BadInput
+from faceworker.image_header import check_pixels
 from faceworker.frames import FrameView
 from faceworker.id_sampling import ID_SAMPLE_EVERY
 from faceworker.logs import Logger, Progress, get_logger
@@ -119,9 +120,11 @@ def _default_session_factory(**kwargs: Any) -> Any:
 
 
 def decode_image(data: bytes, what: str) -> np.ndarray:
-    """Decode image bytes to BGR, BadInput when empty or unreadable."""
+    """Decode image bytes to BGR, BadInput when empty, over the pixel cap (read from the header,
+    before decoding) or unreadable."""
     if not data:
         raise BadInput(f"{what} is empty (0 bytes)")
+    check_pixels(data, what)  # before the decoder allocates width x height x 3 bytes
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None or img.size == 0:
         raise BadInput(f"{what} is not a readable image")

@@ -223,8 +223,10 @@ def cmd_merge(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
             segs.append(area.stage(area.swapped_rel(i, "segment.mp4"), tmp))
         fps = video.probe(segs[0]).fps
         audio_src = area.stage(_original_target_rel(area), tmp)
+        original = video.probe(audio_src)  # displayed size of the order's own target
         out_local = tmp / f"{args.order}.mp4"
-        out = video.merge(segs, audio_src, out_local, expect, Fraction(fps))
+        out = video.merge(segs, audio_src, out_local, expect, Fraction(fps),
+                          size=(original.width, original.height), audio=original.audio)
         uri = area.publish(out_local, f"output/{args.order}.mp4")
     log.info("merged", frames=out.frames, duration=out.duration, audio=bool(out.audio))
     return {"order": args.order, "output": uri, "frames": out.frames, "duration": out.duration,

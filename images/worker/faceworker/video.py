@@ -7,14 +7,17 @@ the same binary that later concatenates the segments, so counts agree end to end
 Policies (see docs/engine.md):
 - VFR input is normalised to CFR once (``normalise_to_cfr``, the ``fps`` filter at the nearest standard
   rate); every frame index after that refers to the CFR timeline.
-- Odd sizes are padded to even (yuv420p needs even dimensions) by one black row/column at ingest.
-- Rotation metadata is applied (frames are decoded upright) and not carried forward.
+- Odd sizes are padded to even (yuv420p needs even dimensions) by one black row/column for the work,
+  and cropped back at merge (``crop_to``: one re-encode to H.264 4:4:4, which allows odd sizes).
+- Rotation metadata is applied (frames are decoded upright, detection sees the displayed picture) and
+  not carried forward: the output is stored upright with the input's displayed size.
 """
 from __future__ import annotations
 
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -124,13 +127,25 @@ def run_ffmpeg(args: Sequence[str], what: str, bad_input: bool = False, timeout:
     return proc.stderr.decode("utf-8", "replace")
 
 
+def _ffmpeg_reason(stderr: bytes, path: str) -> str:
+    """ffmpeg's complaint as a person reads it: its last lines without the `[demuxer @ 0x…]` tags
+    (addresses differ per run) and without the path, which the caller names already."""
+    lines = []
+    for line in stderr.decode("utf-8", "replace").strip().splitlines()[-3:]:
+        line = re.sub(r"^\[[^\]]* @ 0x[0-9a-f]+\]\s*", "", line.strip())
+        line = line.replace(f"{path}: ", "").strip()
+        if line and line not in lines:
+            lines.append(line)
+    return "; ".join(lines) or "ffprobe failed"
+
+
 def _ffprobe_json(args: Sequence[str], path: str) -> dict[str, Any]:
     cmd = [FFPROBE, "-v", "error", "-of", "json", *args, path]
     proc = subprocess.run(cmd, capture_output=True, preexec_fn=die_with_parent_preexec())
     try:
         _check(proc.returncode, proc.stderr, f"probe {path}", bad_input=True)
     except BadInput as exc:
-        raise BadInput(f"not a readable video: {path} ({exc})") from exc
+        raise BadInput(f"not a readable video: {path} ({_ffmpeg_reason(proc.stderr, path)})") from exc
     try:
         return json.loads(proc.stdout or b"{}")
     except json.JSONDecodeError as exc:
@@ -265,6 +280,8 @@ def probe(path: str | os.PathLike[str], exact: bool = False) -> Probe:
         if s.get("codec_type") == "audio"
     ]
     claimed = vs.get("nb_frames")
+    declared = int(claimed) if claimed and str(claimed).isdigit() else None
+    _refuse_truncated(p, frames, declared, None if vfr else _seconds(vs.get("duration")), duration, fps)
     return Probe(
         path=str(p),
         width=w,
@@ -278,8 +295,35 @@ def probe(path: str | os.PathLike[str], exact: bool = False) -> Probe:
         is_vfr=vfr,
         avg_fps=avg_rate,
         audio=audio,
-        container_frames=int(claimed) if claimed and str(claimed).isdigit() else None,
+        container_frames=declared,
     )
+
+
+def _seconds(text: Any) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if value > 0 else None
+
+
+def _refuse_truncated(p: Path, frames: int, declared: int | None, declared_s: float | None,
+                      readable_s: float, fps: Fraction) -> None:
+    """BadInput when the header promises more video than the file holds.
+
+    A cut-off MP4 whose moov box comes first still declares every frame (its sample table) and the
+    full duration, but only the packets that survived can be read; without this check the order
+    would publish the surviving frames as if they were the whole video. Packets are counted by
+    demuxing (no decode). The declared duration is the fallback for containers without a frame
+    count, with one frame plus 1 % of slack for rounding (VFR clips pass None: their last frame may
+    last longer than one frame at the normalised rate)."""
+    if declared is not None and frames < declared:
+        raise BadInput(f"the target is truncated: its header declares {declared} frames, only {frames} "
+                       f"can be read ({p.name}); upload the complete file")
+    step = 1.0 / float(fps)
+    if declared is None and declared_s is not None and readable_s + step + 0.01 * declared_s < declared_s:
+        raise BadInput(f"the target is truncated: its header declares {declared_s:.2f}s of video, only "
+                       f"{readable_s:.2f}s can be read ({p.name}); upload the complete file")
 
 
 def _box_header(header: bytes, remaining: int) -> tuple[bytes, int, int] | None:
@@ -805,21 +849,45 @@ def mux_audio(video: str | os.PathLike[str], audio_src: str | os.PathLike[str], 
                 *codec_args, "-movflags", "+faststart", str(dst)], "mux audio")
 
 
+def crop_to(src: str | os.PathLike[str], dst: str | os.PathLike[str], size: tuple[int, int], crf: int = 18,
+            preset: str = "veryfast") -> None:
+    """Crop the padding added for the work off a video (top-left `size` kept), video only.
+
+    Why 4:4:4: yuv420p (and so every 4:2:0 H.264 stream) needs even sizes and H.264's own cropping
+    works in 2-pixel steps for 4:2:0, so an odd-sized input can only come back at its own size in a
+    format without chroma subsampling. Only odd-sized orders pay this one extra encode."""
+    width, height = size
+    run_ffmpeg(["-i", str(src), "-map", "0:v:0", "-vf", f"format=yuv444p,crop={width}:{height}:0:0",
+                "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv444p", "-bf", "0",
+                "-fps_mode", "passthrough", "-movflags", "+faststart", str(dst)], f"crop to {width}x{height}")
+
+
 def merge(
     segments: Sequence[str | os.PathLike[str]],
     audio_src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
     expect_frames: int,
     fps: Fraction,
+    size: tuple[int, int] | None = None,
+    audio: list[dict[str, Any]] | None = None,
 ) -> Probe:
-    """concat + mux the original audio, then verify frame count and video duration equal the input's."""
+    """concat + mux the original audio, then verify frame count and video duration equal the input's.
+
+    `size` is the input's displayed (width, height): when the work ran padded to even sizes, the
+    output is cropped back to it, so an order comes back at the size it came in. `audio` is the
+    input's probed audio streams (probed here when omitted)."""
     dst = str(dst)
     with tempfile.TemporaryDirectory(prefix="merge-", dir=os.path.dirname(os.path.abspath(dst))) as tmpd:
         video_only = os.path.join(tmpd, "video.mp4")
         concat_segments(segments, video_only)
         pause_at("merge_mid")  # test hook (faceworker.testhooks); no-op unless a test sets it
+        joined = probe(video_only) if size is not None else None
+        if joined is not None and size != (joined.width, joined.height):
+            cropped = os.path.join(tmpd, "cropped.mp4")
+            crop_to(video_only, cropped, size)
+            video_only = cropped
         muxed = os.path.join(tmpd, "out.mp4")
-        mux_audio(video_only, audio_src, muxed)
+        mux_audio(video_only, audio_src, muxed, audio)
         out = probe(muxed)
         want_dur = float(Fraction(expect_frames) / fps)
         if out.frames != expect_frames:
