@@ -65,6 +65,21 @@ def node_hostname() -> str:
     return os.environ.get("FACEFACTORY_NODE_NAME") or socket.getfqdn()
 
 
+def node_processes(home: Path) -> list[int]:
+    """Pids of processes started for the worker node at `home` (its AIRFLOW_HOME in their env)."""
+    marker = f"AIRFLOW_HOME={home / 'airflow'}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
 @dataclass
 class ClusterEnv(AirflowEnv):
     """AirflowEnv with CeleryExecutor on PostgreSQL/Redis and separate worker 'hosts'."""
@@ -74,6 +89,7 @@ class ClusterEnv(AirflowEnv):
     nodes_root: Path = Path()
     worker_specs: dict[str, WorkerSpec] = field(default_factory=dict)
     node_env: dict[str, str] = field(default_factory=dict)  # S3 credentials etc. of every node
+    parallelism: int = 8             # task slots of all workers together ([core] parallelism)
 
     def environ(self) -> dict[str, str]:
         env = super().environ()
@@ -83,11 +99,14 @@ class ClusterEnv(AirflowEnv):
         db = self.db_url.replace("postgresql://", "postgresql+psycopg2://", 1)
         env.update({
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            # The scheduler's cap on queued+running tasks: the workers' slots, not one machine's.
+            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+            "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(self.parallelism),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db,
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "facefactory.cluster.CONNECT_ARGS",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": "facefactory.cluster.ASYNC_CONNECT_ARGS",
             "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
-            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.db_url,
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + db,
             "AIRFLOW__OPERATORS__DEFAULT_QUEUE": DEFAULT_QUEUE,
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "facefactory.cluster.node_hostname",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
@@ -145,7 +164,22 @@ class ClusterEnv(AirflowEnv):
         proc = self.procs.pop(f"worker-{name}")
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+        for pid in node_processes(self.node_home(name)):  # task runners in their own sessions
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         return proc.pid
+
+    def stop(self, grace_s: float = 20) -> None:
+        """Every process group, then any task runner of a node that left its worker's group."""
+        super().stop(grace_s)
+        for name in self.worker_specs:
+            for pid in node_processes(self.node_home(name)):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def restart(self, name: str) -> None:
         if name.startswith("worker-"):
