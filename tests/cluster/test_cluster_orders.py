@@ -78,11 +78,10 @@ def wait_all(server: AirflowServer, run_ids: list[str], timeout: float = ORDER_T
 
 
 def published(server: AirflowServer, run_id: str) -> str:
-    status, body = server.request(
-        "GET", f"/api/v2/dags/{ORDER_DAG}/dagRuns/{run_id}/taskInstances/publish/xcomEntries/return_value")
-    assert status == 200, body
-    value = body["value"]
-    return value if isinstance(value, str) else str(value)
+    """The published URI as `facefactory submit --wait` reports it (the client's reading)."""
+    uri = server.client().published_uri(run_id)
+    assert uri and uri.startswith("s3://ff-published/"), (run_id, uri)
+    return uri
 
 
 def service_errors(cluster: dict[str, Any]) -> list[str]:

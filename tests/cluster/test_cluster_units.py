@@ -109,3 +109,21 @@ def test_worker_without_work_area_access_is_refused(monkeypatch: pytest.MonkeyPa
         probe_work_area("s3://ff-work/orders", "gpu-9")
     with pytest.raises(RuntimeError, match="is not on S3"):
         probe_work_area("/tmp/work", "gpu-9")
+
+
+def test_publish_with_the_s3_endpoint_down_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """S3 down during publish: a transient S3 error naming the action and endpoint, no hang."""
+    from operators.publish import publish
+    from operators.s3.errors import S3Error
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(
+        {"conn_type": "aws", "login": "k", "password": "s",
+         "extra": {"endpoint_url": dead, "region_name": "us-east-1"}}))
+    monkeypatch.setenv("FACEFACTORY_S3_MAX_ATTEMPTS", "1")
+    video = tmp_path / "out.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(64))
+    started = time.monotonic()
+    with pytest.raises(S3Error, match=r"Could not connect to the endpoint URL"):
+        publish(str(video), "s3://ff-published/videos", "o-down")
+    assert time.monotonic() - started < 120
