@@ -152,8 +152,13 @@ class ClusterStack:
             s3 = LocalS3(self.root)
             self._services.append(s3)
             s3.start(("ff-inputs", "ff-work", "ff-published"))
-            self.work_root, self.publish_to = "s3://ff-work/orders", "s3://ff-published/videos"
+            self.work_root, self.publish_to = "s3://ff-work/facefactory", "s3://ff-published/videos"
             node_env["AIRFLOW_CONN_AWS_DEFAULT"] = s3.connection()
+            # The engine has no Airflow connection: a node's own S3 credentials (a pod's role or
+            # secret in production) reach the swap's faceworker through the environment.
+            node_env.update({"AWS_ACCESS_KEY_ID": LOCAL_S3_KEY, "AWS_SECRET_ACCESS_KEY": LOCAL_S3_SECRET,
+                             "AWS_DEFAULT_REGION": LOCAL_S3_REGION,
+                             "FACEFACTORY_S3_ENDPOINT_URL": s3.endpoint})
             self.log(f"facefactory: local S3 stand-in (moto) at {s3.endpoint}, buckets ff-inputs, ff-work, ff-published")
         node_env.update({"FACEFACTORY_WORK_ROOT": self.work_root,
                          "FACEFACTORY_PUBLISH_TO": self.publish_to or self.work_root + "/published"})
