@@ -127,3 +127,19 @@ def test_publish_with_the_s3_endpoint_down_names_it(tmp_path: Path, monkeypatch:
     with pytest.raises(S3Error, match=r"Could not connect to the endpoint URL"):
         publish(str(video), "s3://ff-published/videos", "o-down")
     assert time.monotonic() - started < 120
+
+
+def test_the_order_dag_puts_swaps_on_the_gpu_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parsed with the profile's environment, swap and reswap go to `gpu`, the rest to default."""
+    import importlib.util
+
+    monkeypatch.setenv("FACEFACTORY_SWAP_QUEUE", cluster.GPU_QUEUE)
+    spec = importlib.util.spec_from_file_location("ff_order_dag_gpu", REPO / "dags" / "face_swap_order.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    dag = module.face_swap_order() if callable(getattr(module, "face_swap_order", None)) else None
+    dag = dag or next(v for v in vars(module).values() if type(v).__name__ == "DAG")
+    queues = {t.task_id: (t.partial_kwargs.get("queue") if hasattr(t, "partial_kwargs") else t.queue)
+              for t in dag.tasks}
+    assert queues["swap"] == queues["reswap"] == cluster.GPU_QUEUE
+    assert all(q in (None, "default") for tid, q in queues.items() if tid not in ("swap", "reswap")), queues
