@@ -16,6 +16,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -44,7 +45,7 @@ def missing_packages() -> list[str]:
     return need
 
 
-def ensure_packages(log: callable = print) -> None:  # type: ignore[valid-type]
+def ensure_packages(log: Callable[[str], None] = print) -> None:
     """apt-get install PostgreSQL and Redis when missing (root, or sudo without a password)."""
     need = missing_packages()
     if not need:

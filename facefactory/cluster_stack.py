@@ -16,9 +16,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from facefactory.airflow_env import free_port
 from facefactory.cluster import ClusterEnv, WorkerSpec, default_workers
@@ -102,7 +103,7 @@ class ClusterStack:
     extra_env: dict[str, str] = field(default_factory=dict)
     log: Callable[[str], None] = print
     env: ClusterEnv | None = None
-    _services: list = field(default_factory=list)
+    _services: list[Any] = field(default_factory=list)  # started services, stopped in reverse
 
     @classmethod
     def from_environ(cls, root: Path, **kwargs: object) -> "ClusterStack":
