@@ -68,6 +68,7 @@ PARSE_TIME_SETTINGS: dict[str, tuple[str, str]] = {
     "FACEFACTORY_SWAP_RETRY_DELAY_S": ("30", "first retry delay"),
     "FACEFACTORY_SWAP_RETRY_BACKOFF": ("2.0", "exponential backoff multiplier"),
     "FACEFACTORY_SWAP_MAX_RETRY_DELAY_S": ("900", "cap on the retry delay"),
+    "FACEFACTORY_SWAP_QUEUE": ("", "executor queue of swap tasks (cluster profile: `gpu`)"),
 }
 
 _LABEL_VALUE = re.compile(r"[^A-Za-z0-9._-]")
@@ -291,7 +292,9 @@ def parse_time_settings(lookup: Lookup = env_lookup) -> dict[str, Any]:
         return PARSE_TIME_SETTINGS[name][0] if value is None else value
 
     max_active = get("FACEFACTORY_SWAP_MAX_ACTIVE_PER_RUN").strip()
+    queue = get("FACEFACTORY_SWAP_QUEUE").strip()  # empty: Airflow's [operators] default_queue
     return {
+        **({"queue": queue} if queue else {}),
         "pool": get("FACEFACTORY_SWAP_POOL"),
         "max_active_tis_per_dagrun": int(max_active) if max_active else None,
         "retries": int(get("FACEFACTORY_SWAP_RETRIES")),

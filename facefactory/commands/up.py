@@ -21,6 +21,8 @@ from facefactory.supervisor import RestartBudget, give_up_line, restart_line
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    if getattr(args, "profile", "embedded") == "cluster":
+        return cmd_up_cluster(args)
     env = AirflowEnv(
         airflow_home=Path(args.airflow_home or embedded_airflow_home()),
         ff_home=facefactory_home(),
@@ -61,6 +63,41 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("facefactory: stopped.", flush=True)
 
 
+def cmd_up_cluster(args: argparse.Namespace) -> int:
+    """PostgreSQL + Redis + CeleryExecutor workers + S3 work area (docs/cluster.md)."""
+    from facefactory.cluster_stack import ClusterStack
+
+    def _term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    root = Path(args.airflow_home) if args.airflow_home else facefactory_home() / "cluster"
+    stack = ClusterStack.from_environ(
+        root, port=args.port, password=args.password or os.environ.get("FACEFACTORY_AIRFLOW_PASSWORD"),
+        gpu_workers=args.gpu_workers)
+    print(f"facefactory: starting the cluster profile in {root} ...", flush=True)
+    try:
+        env = stack.start(ready_timeout=args.ready_timeout)
+        user, password = env.credentials()
+        workers = ", ".join(f"{s.name} (queues {','.join(s.queues)}, {s.concurrency} slots)"
+                            for s in env.worker_specs.values())
+        print(f"\nAirflow UI:   {env.url}\nlogin:        user {user!r}, password {password!r}\n"
+              f"metadata DB:  {stack.db_url}\nbroker:       {stack.broker_url}\n"
+              f"work area:    {stack.work_root}\npublished:    {env.environ()['FACEFACTORY_PUBLISH_TO']}\n"
+              f"workers:      {workers}\nlogs:         {env.log_dir}\nPress Ctrl-C to stop.", flush=True)
+        return supervise(env, RestartBudget(limit=args.max_restarts, window_s=args.restart_window_s))
+    except KeyboardInterrupt:
+        print("\nfacefactory: stopping the cluster ...", flush=True)
+        return 0
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"facefactory: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        stack.stop()
+        print("facefactory: stopped.", flush=True)
+
+
 def supervise(env: AirflowEnv, budget: RestartBudget, poll_s: float = 1.0) -> int:
     """Restart components that exit until one exceeds its budget (then return 1)."""
     while True:
@@ -85,4 +122,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-restarts", type=int, default=5,
                    help="restarts of one component allowed within --restart-window-s (default 5)")
     p.add_argument("--restart-window-s", type=float, default=600, help="default 600 (10 min)")
+    p.add_argument("--profile", choices=("embedded", "cluster"), default="embedded",
+                   help="embedded: SQLite + LocalExecutor (default); cluster: PostgreSQL + "
+                        "CeleryExecutor workers (Redis) + S3 work area, see docs/cluster.md")
+    p.add_argument("--gpu-workers", type=int, default=1,
+                   help="cluster profile: number of gpu-queue Celery workers (default 1)")
     p.set_defaults(func=cmd_up)

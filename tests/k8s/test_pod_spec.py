@@ -218,6 +218,9 @@ def test_parse_time_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACEFACTORY_SWAP_RETRIES", "5")
     got = parse_time_settings()
     assert got["max_active_tis_per_dagrun"] is None and got["retries"] == 5
+    assert "queue" not in got  # no queue given: Airflow's default_queue
+    monkeypatch.setenv("FACEFACTORY_SWAP_QUEUE", "gpu")
+    assert parse_time_settings()["queue"] == "gpu"
 
 
 def test_mapped_partial_carries_pool_and_retries() -> None:
