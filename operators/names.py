@@ -118,3 +118,4 @@ class GateResultDict(TypedDict):
     summary: dict[str, Any]
     message: str
     validation_uri: str | None
+    fatal: str | None  # why no re-swap can pass the order (e.g. no face anywhere)

@@ -53,7 +53,8 @@ def test_killed_mid_multipart_upload_leaves_no_object_then_rerun_completes(
             assert time.monotonic() < deadline, "the upload never paused"
             time.sleep(0.05)
         uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
-        assert [u["Key"] for u in uploads] == [f"published/.incoming/order-mp/{hashlib.sha256(video.read_bytes()).hexdigest()}.mp4"]
+        digest = hashlib.sha256(video.read_bytes()).hexdigest()
+        assert [u["Key"] for u in uploads] == [f"published/.incoming/order-mp/{digest}.mp4"]
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:

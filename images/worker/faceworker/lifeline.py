@@ -59,7 +59,7 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, name="lifeline", daemon=True).start()
 
 
-_forker: dict[str, object] = {}
+_forker: dict[str, int | bool] = {}
 
 
 def _before_fork() -> None:

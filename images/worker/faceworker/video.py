@@ -882,7 +882,7 @@ def merge(
         concat_segments(segments, video_only)
         pause_at("merge_mid")  # test hook (faceworker.testhooks); no-op unless a test sets it
         joined = probe(video_only) if size is not None else None
-        if joined is not None and size != (joined.width, joined.height):
+        if joined is not None and size is not None and size != (joined.width, joined.height):
             cropped = os.path.join(tmpd, "cropped.mp4")
             crop_to(video_only, cropped, size)
             video_only = cropped
