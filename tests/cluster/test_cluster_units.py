@@ -121,6 +121,7 @@ def test_publish_with_the_s3_endpoint_down_names_it(tmp_path: Path, monkeypatch:
         {"conn_type": "aws", "login": "k", "password": "s",
          "extra": {"endpoint_url": dead, "region_name": "us-east-1"}}))
     monkeypatch.setenv("FACEFACTORY_S3_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("FACEFACTORY_PUBLISH_ROOTS", "s3://ff-published")  # as the profile configures it
     video = tmp_path / "out.mp4"
     video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(64))
     started = time.monotonic()
