@@ -13,7 +13,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from facefactory import deadlines
 from facefactory.airflow_env import AirflowEnv, embedded_airflow_home, facefactory_home
@@ -30,71 +32,71 @@ def cmd_up(args: argparse.Namespace) -> int:
         port=args.port,
         password=args.password or os.environ.get("FACEFACTORY_AIRFLOW_PASSWORD") or None,
     )
-
-    def _term(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
     print(f"facefactory: preparing Airflow in {env.airflow_home} ...", flush=True)
-    try:
+
+    def start() -> tuple[AirflowEnv, str]:
         env.prepare()
         env.start()
         env.wait_ready(timeout=args.ready_timeout)
         user, password = env.credentials()
-        print(f"\nAirflow UI:   {env.url}\n"
-              f"login:        user {user!r}, password {password!r}\n"
-              f"              (from {env.passwords_file}; set a fixed one with --password or "
-              "FACEFACTORY_AIRFLOW_PASSWORD)\n"
-              f"trigger form: {env.url}/dags/face_swap_order  (button 'Trigger')\n"
-              f"REST API:     {env.url}/api/v2  (token: POST {env.url}/auth/token)\n"
-              f"logs:         {env.log_dir}\n"
-              f"{deadlines.summary(env.environ(), str(env.ff_home / 'deadline_misses.jsonl'))}\n"
-              "Press Ctrl-C to stop.", flush=True)
-        return supervise(env, RestartBudget(limit=args.max_restarts, window_s=args.restart_window_s))
-    except KeyboardInterrupt:
-        print("\nfacefactory: stopping Airflow ...", flush=True)
-        return 0
-    except (RuntimeError, TimeoutError) as exc:
-        print(f"facefactory: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        env.stop()
-        print("facefactory: stopped.", flush=True)
+        return env, (f"\nAirflow UI:   {env.url}\n"
+                     f"login:        user {user!r}, password {password!r}\n"
+                     f"              (from {env.passwords_file}; set a fixed one with --password or "
+                     "FACEFACTORY_AIRFLOW_PASSWORD)\n"
+                     f"trigger form: {env.url}/dags/face_swap_order  (button 'Trigger')\n"
+                     f"REST API:     {env.url}/api/v2  (token: POST {env.url}/auth/token)\n"
+                     f"logs:         {env.log_dir}\n"
+                     f"{deadlines.summary(env.environ(), str(env.ff_home / 'deadline_misses.jsonl'))}\n"
+                     "Press Ctrl-C to stop.")
+
+    return _serve(args, start, env.stop, "Airflow")
 
 
 def cmd_up_cluster(args: argparse.Namespace) -> int:
     """PostgreSQL + Redis + CeleryExecutor workers + S3 work area (docs/cluster.md)."""
     from facefactory.cluster_stack import ClusterStack
 
-    def _term(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     root = Path(args.airflow_home) if args.airflow_home else facefactory_home() / "cluster"
     stack = ClusterStack.from_environ(
         root, port=args.port, password=args.password or os.environ.get("FACEFACTORY_AIRFLOW_PASSWORD"),
         gpu_workers=args.gpu_workers)
     print(f"facefactory: starting the cluster profile in {root} ...", flush=True)
-    try:
+
+    def start() -> tuple[Any, str]:
         env = stack.start(ready_timeout=args.ready_timeout)
         user, password = env.credentials()
         workers = ", ".join(f"{s.name} (queues {','.join(s.queues)}, {s.concurrency} slots)"
                             for s in env.worker_specs.values())
-        print(f"\nAirflow UI:   {env.url}\nlogin:        user {user!r}, password {password!r}\n"
-              f"metadata DB:  {stack.db_url}\nbroker:       {stack.broker_url}\n"
-              f"work area:    {stack.work_root}\npublished:    {env.environ()['FACEFACTORY_PUBLISH_TO']}\n"
-              f"workers:      {workers}\nlogs:         {env.log_dir}\nPress Ctrl-C to stop.", flush=True)
+        return env, (f"\nAirflow UI:   {env.url}\nlogin:        user {user!r}, password {password!r}\n"
+                     f"metadata DB:  {stack.db_url}\nbroker:       {stack.broker_url}\n"
+                     f"work area:    {stack.work_root}\npublished:    {env.environ()['FACEFACTORY_PUBLISH_TO']}\n"
+                     f"workers:      {workers}\nlogs:         {env.log_dir}\nPress Ctrl-C to stop.")
+
+    return _serve(args, start, stack.stop, "the cluster")
+
+
+def _serve(args: argparse.Namespace, start: Callable[[], tuple[Any, str]], stop: Callable[[], None],
+           what: str) -> int:
+    """Start, print the banner, supervise until Ctrl-C/SIGTERM or a component past its restart
+    budget; stop everything whatever happened (one shape for both profiles)."""
+
+    def _term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
+    try:
+        env, banner = start()
+        print(banner, flush=True)
         return supervise(env, RestartBudget(limit=args.max_restarts, window_s=args.restart_window_s))
     except KeyboardInterrupt:
-        print("\nfacefactory: stopping the cluster ...", flush=True)
+        print(f"\nfacefactory: stopping {what} ...", flush=True)
         return 0
     except (RuntimeError, TimeoutError) as exc:
         print(f"facefactory: {exc}", file=sys.stderr)
         return 1
     finally:
-        stack.stop()
+        stop()
         print("facefactory: stopped.", flush=True)
 
 

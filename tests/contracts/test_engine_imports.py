@@ -24,6 +24,7 @@ CONTRACT_MODULES: dict[str, frozenset[str] | None] = {
     "faceworker.spec": ALL,
     "faceworker.options": ALL,
     "faceworker.lifeline": ALL,
+    "faceworker.testhooks": frozenset({"pause_at", "PAUSE_AT"}),
     "faceworker.video": frozenset({"probe", "Probe"}),
     "faceworker.contact_sheet": frozenset({"pick_frames"}),
 }
