@@ -43,8 +43,8 @@ class PublishError(AirflowFailException):
 
 
 class PublishRetry(AirflowException):
-    """A local publish that failed for a reason a retry may not meet again (I/O error, NFS
-    hiccup): Airflow's task retries apply."""
+    """A local publish that failed for a reason that may be gone on the next try (an I/O error,
+    an NFS hiccup): Airflow's task retries apply."""
 
 
 def classify_os_error(exc: OSError, dest: Path) -> AirflowException:
@@ -124,12 +124,17 @@ def _remove_stale_temps(dest: Path) -> None:
 
 
 def _fsync_dir(path: Path) -> None:
-    """Make the rename itself durable (a crash right after it must not undo it)."""
-    fd = os.open(path, os.O_RDONLY)
+    """Make the rename itself durable (a crash right after it must not undo it). Best effort:
+    the video is already in place, so a file system that cannot fsync a directory must not fail
+    (or retry) a publish that happened."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
 
 
 @contextmanager

@@ -167,7 +167,7 @@ def _local_publish_problem(value: str, roots: tuple[str, ...] | None) -> str | N
     if roots is None:
         return None
     real = Path(os.path.realpath(raw))  # follows every symlink that exists on the way
-    local_roots = [Path(os.path.realpath(_local_path(r) if r.startswith("file://") else r))
+    local_roots = [Path(os.path.realpath(os.path.expanduser(_local_path(r) if r.startswith("file://") else r)))
                    for r in roots if not r.startswith("s3://")]
     if any(real == r or real.is_relative_to(r) for r in local_roots):
         return None

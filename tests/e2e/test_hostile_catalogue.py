@@ -194,8 +194,8 @@ def outcome(airflow_server: AirflowServer) -> dict[str, Any]:
     outside = ff_home.parent / "cat-outside"
     inputs, published, work = ff_home / "inputs", ff_home / "published", ff_home / "work"
     media = build_media(inputs, outside)
-    (published / "read-only").mkdir(parents=True, exist_ok=True)
-    (published / "read-only").chmod(0o555)
+    published.mkdir(parents=True, exist_ok=True)
+    (published / "a-file").write_text("a file where publish_to wants a folder\n")
     paths = {"inputs": str(inputs), "outside": str(outside / "pub"), "published": str(published)}
     base = {"source": media["source"].as_uri(), "target": media["target"].as_uri(), **LENIENT}
     confs = {c.id: order_conf(c, base, paths) for c in CASES if c.id != "same-order-twice"}
