@@ -25,7 +25,6 @@ from typing import Any
 
 REFUSED = "(refused before a run)"
 PUBLISHED = "(none: published)"
-PUBLISH_BRANCH = "fixed on branch publish"
 DOC = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
 TABLE_START, TABLE_END = "<!-- catalogue:start -->", "<!-- catalogue:end -->"
 
@@ -122,15 +121,14 @@ CASES: list[Case] = [
     Case("unknown-field", "unknown field chunk_frame", REFUSED, "chunk_frame", {"chunk_frame": 64}),
     # the same order twice: 409 with the existing run (checked after the first one finished)
     Case("same-order-twice", "the same order posted twice", "(409: the first run)", "exists already", {}),
-    # fixed on branch publish: expected behaviour, xfail until merged
+    # where an order may publish, and what an order id is bound to
     Case("publish-outside-roots", "publish_to outside the publish roots", REFUSED, "publish_to",
-         {"publish_to": "file://{outside}/"}, xfail=PUBLISH_BRANCH),
+         {"publish_to": "file://{outside}/"}),
     # (a file where a folder must be: permanent even for root, who may write into read-only folders)
     Case("publish-permanent-error", "publish_to a path through a file (a permanent error)", "publish",
-         "a part of the path is a file, not a directory", {"publish_to": "file://{published}/a-file/sub/"},
-         xfail=PUBLISH_BRANCH),
+         "a part of the path is a file, not a directory", {"publish_to": "file://{published}/a-file/sub/"}),
     Case("rerun-other-inputs", "failed order id re-run with another target", "ingest",
-         "was already started with other inputs", {}, xfail=PUBLISH_BRANCH),
+         "was already started with other inputs", {}),
 ]
 BY_ID = {c.id: c for c in CASES}
 
