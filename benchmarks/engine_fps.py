@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from faceworker import video
+from faceworker import edit, frameio, probe
 from faceworker.chunk_runner import METRICS_WORKERS_ENV, metrics_workers, run_chunk
 from faceworker.cli import main as faceworker_main
 from faceworker.logs import Logger
@@ -72,12 +72,12 @@ def bound_ffmpeg(src: Path, out: Path, crf: int, preset: str) -> float:
 
 
 def bound_pipe(src: Path, out: Path, crf: int, preset: str) -> float:
-    pr = video.probe(src)
+    pr = probe.probe(src)
 
     def go() -> None:  # the chunk runner's own I/O: prefetching I420 reader, threaded writer
-        w = video.BackgroundWriter(video.FrameWriter(out, pr.fps, pr.width, pr.height, crf=crf, preset=preset,
+        w = frameio.BackgroundWriter(frameio.FrameWriter(out, pr.fps, pr.width, pr.height, crf=crf, preset=preset,
                                                      convert_in_python=True))
-        for f in video.prefetch(video.read_frames(src, 0, pr.frames, size=(pr.width, pr.height), pix_fmt="yuv420p")):
+        for f in frameio.prefetch(frameio.read_frames(src, 0, pr.frames, size=(pr.width, pr.height), pix_fmt="yuv420p")):
             w.write(f)
         w.close()
 
@@ -88,7 +88,7 @@ def mezzanine(src: Path, tmp: Path, frames: int) -> dict[str, Any]:
     out = {}
     for codec in ("x264", "ffv1"):
         d = tmp / f"mezz-{codec}"
-        secs = _time(lambda d=d, codec=codec: video.split(src, d, frames, codec=codec))
+        secs = _time(lambda d=d, codec=codec: edit.split(src, d, frames, codec=codec))
         size = sum(p.stat().st_size for p in d.rglob("*.mkv"))
         out[codec] = {"split_s": round(secs, 3), "fps": round(frames / secs, 1), "bytes": size,
                       "mb_per_frame": round(size / frames / 1e6, 3)}

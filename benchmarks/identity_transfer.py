@@ -28,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from faceworker import video
+from faceworker import frameio
 from faceworker.faces import FaceAnalyzer
 from faceworker.frame_pipeline import SwapSession
 from faceworker.metrics import measure_frame
@@ -45,10 +45,10 @@ def encode_roundtrip(frames: list[np.ndarray], fps: float = 25.0, crf: int = 18)
     h, w = frames[0].shape[:2]
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "seg.mp4")
-        with video.FrameWriter(path, fps, w, h, crf=crf) as wr:
+        with frameio.FrameWriter(path, fps, w, h, crf=crf) as wr:
             for f in frames:
                 wr.write(f)
-        return list(video.read_frames(path, 0, len(frames), size=(w, h)))
+        return list(frameio.read_frames(path, 0, len(frames), size=(w, h)))
 
 
 def run_pair(source_name: str, target_name: str, frames: int = 25, size: tuple[int, int] = (1280, 720),

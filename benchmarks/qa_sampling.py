@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from faceworker import video
+from faceworker import frameio
 from faceworker.faces import DlibRecognizer
 from faceworker.frame_pipeline import SwapSession
 from faceworker.frames import FrameView
@@ -50,11 +50,11 @@ RUNS = (1, 3, 5, 10)
 def _encode_roundtrip(frames: list[np.ndarray], size: tuple[int, int], tmp: Path, name: str) -> list[np.ndarray]:
     """I420 frames -> H.264 (the runner's settings) -> I420 frames, as the metrics pass sees them."""
     path = tmp / f"{name}.mp4"
-    w = video.FrameWriter(path, 25, size[0], size[1], crf=18, preset="veryfast", convert_in_python=True)
+    w = frameio.FrameWriter(path, 25, size[0], size[1], crf=18, preset="veryfast", convert_in_python=True)
     with w:
         for f in frames:
             w.write(f)
-    return list(video.read_frames(path, 0, len(frames), size=size, pix_fmt="yuv420p"))
+    return list(frameio.read_frames(path, 0, len(frames), size=size, pix_fmt="yuv420p"))
 
 
 def _swap(source: Any, originals: list[np.ndarray], size: tuple[int, int], options: dict | None) -> tuple[list, list]:

@@ -26,16 +26,6 @@ from airflow.sdk.exceptions import AirflowFailException
 from operators import bulk, names
 
 
-def _runtime(name: str, param: Any, default: str) -> str:
-    """Param (manual trigger) > Variable facefactory_<name> > env FACEFACTORY_<NAME> > default."""
-    if param not in (None, ""):
-        return str(param)
-    from airflow.sdk import Variable
-
-    value = Variable.get(f"facefactory_{name}", default=None)
-    return str(value) if value not in (None, "") else (bulk.setting(name) or default)
-
-
 @dag(
     dag_id=names.BULK_DAG_ID,
     description="Scan the order inbox, validate manifests, start one face_swap_order run per order.",
@@ -57,15 +47,7 @@ def bulk_orders() -> None:
     @task
     def scan() -> dict[str, Any]:
         """Validate every manifest; file rejected ones with their reasons; plan the runs."""
-        params = get_current_context()["params"]
-        inbox_url = _runtime("inbox", params.get("inbox"), bulk.default_inbox())
-        cap = int(_runtime("bulk_max_runs", params.get("max_runs"), str(bulk.DEFAULT_MAX_RUNS_PER_SCAN)))
-        plan = bulk.scan(bulk.open_inbox(inbox_url), cap)
-        print(f"inbox {inbox_url}: {len(plan.triggers)} runs from {len(plan.accepted)} manifests, "
-              f"{len(plan.rejected)} rejected, {len(plan.deferred)} deferred (cap {cap})")
-        return {"inbox": inbox_url, "triggers": plan.triggers, "accepted": plan.accepted,
-                "rejected": sorted(plan.rejected), "rejections": plan.rejected,
-                "deferred": plan.deferred}
+        return bulk.scan_task(get_current_context()["params"])
 
     @task
     def trigger_kwargs(result: dict[str, Any]) -> list[dict[str, Any]]:

@@ -345,3 +345,27 @@ def rejection_report(rejected: dict[str, list[dict[str, Any]]], inbox_url: str) 
 def file_processed(inbox: Inbox, accepted: dict[str, list[str]]) -> list[str]:
     """After the runs were triggered: move the accepted manifests to processed/."""
     return [inbox.file(name, PROCESSED, {"run_ids": run_ids}) for name, run_ids in accepted.items()]
+
+
+def runtime_setting(name: str, param: Any, default: str) -> str:
+    """Param (manual trigger) > Variable facefactory_<name> > env FACEFACTORY_<NAME> > default.
+    Airflow is imported here only: the rest of this module runs without it (tests, the CLI)."""
+    if param not in (None, ""):
+        return str(param)
+    from airflow.sdk import Variable
+
+    value = Variable.get(f"facefactory_{name}", default=None)
+    return str(value) if value not in (None, "") else (setting(name) or default)
+
+
+def scan_task(params: Any) -> dict[str, Any]:
+    """bulk_orders' scan task: validate every manifest, plan the runs, and return the XCom the
+    trigger, file_processed and report tasks read (inbox, triggers, accepted, rejections, deferred)."""
+    inbox_url = runtime_setting("inbox", params.get("inbox"), default_inbox())
+    cap = int(runtime_setting("bulk_max_runs", params.get("max_runs"), str(DEFAULT_MAX_RUNS_PER_SCAN)))
+    plan = scan(open_inbox(inbox_url), cap)
+    print(f"inbox {inbox_url}: {len(plan.triggers)} runs from {len(plan.accepted)} manifests, "
+          f"{len(plan.rejected)} rejected, {len(plan.deferred)} deferred (cap {cap})")
+    return {"inbox": inbox_url, "triggers": plan.triggers, "accepted": plan.accepted,
+            "rejected": sorted(plan.rejected), "rejections": plan.rejected,
+            "deferred": plan.deferred}

@@ -8,12 +8,13 @@ OpenLineage provider turns into the input/output datasets of each task's events.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from airflow.sdk import Asset, ObjectStoragePath
 
-from faceworker.workarea import SOURCE_EMBEDDING, OrderArea, open_store
+from faceworker.workarea import SOURCE_EMBEDDING, VALIDATION, OrderArea, open_store
 
 log = logging.getLogger(__name__)
 
@@ -91,3 +92,29 @@ def record_swap(context: dict) -> None:
         outputs=[area.uri(area.swapped_rel(int(chunk), "segment.mp4")),
                  area.uri(area.swapped_rel(int(chunk), "metrics.json"))],
     )
+
+
+# What each step of face_swap_order read and wrote (the per-order files, known at run time).
+
+
+def record_ingest(area: OrderArea, result: Mapping[str, Any]) -> None:
+    """ingest: the order's source and target -> their work-area copies and the source embedding."""
+    record(
+        inputs=[result["source_uri"], result["target_uri"]],
+        outputs=[result["source_local"], result["target_local"], area.uri(SOURCE_EMBEDDING)],
+    )
+
+
+def record_chunks(area: OrderArea, video: str, chunks: Iterable[Mapping[str, Any]]) -> None:
+    """chunk: the (normalised) target -> one mezzanine piece per chunk."""
+    record(inputs=[video], outputs=[area.uri(area.chunk_rel(c["chunk"])) for c in chunks])
+
+
+def record_gate(area: OrderArea, metrics: Iterable[str], validation_uri: str | None) -> None:
+    """quality_gate: every swapped chunk's metrics -> the validation result."""
+    record(inputs=metrics, outputs=[validation_uri or area.uri(VALIDATION)])
+
+
+def record_merge(segments: Iterable[str], target_local: str, output_uri: str) -> None:
+    """merge: the swapped segments and the target's audio -> the order's output video."""
+    record(inputs=[*segments, target_local], outputs=[output_uri])

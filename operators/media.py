@@ -94,7 +94,7 @@ class VideoInfo:
 
     @classmethod
     def from_probe(cls, probe: dict[str, Any]) -> "VideoInfo":
-        """Read `faceworker probe` output (faceworker.video.Probe.to_dict)."""
+        """Read `faceworker probe` output (faceworker.probe.Probe.to_dict)."""
         try:
             fps = probe.get("fps_float")
             if fps is None:
@@ -141,12 +141,13 @@ def probe_target(order_area: Any, target: uris.OrderUri, target_rel: str) -> dic
     probed where it lies; an s3 one is staged from the work area as the CLI would."""
     import tempfile
 
-    from faceworker import errors, video
+    from faceworker import errors
+    from faceworker.probe import probe as probe_video
 
     with tempfile.TemporaryDirectory(prefix="ff-probe-") as tmp:
         local = target.path if target.scheme != "s3" else order_area.stage(target_rel, tmp)
         try:
-            probe = video.probe(local).to_dict()
+            probe = probe_video(local).to_dict()
         except errors.BadInput as exc:
             raise BadOrder(f"faceworker probe: bad input: {exc}") from exc
         except errors.WorkerError as exc:  # transient or an ffprobe failure: retryable

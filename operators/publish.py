@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
 from faceworker.testhooks import pause_at
 
 #: errno -> why retrying a local publish cannot help (the task fails at once with this reason)
@@ -182,3 +183,15 @@ def publish(
             )
         uri = publish_local(local, publish_to, order_id)
         return {"uri": uri, "size": local.stat().st_size}
+
+
+def publish_order(merged: dict[str, Any], order: dict[str, Any], default_publish_to: str, *,
+                  source_sha256: str | None = None, when: datetime | None = None) -> dict[str, Any]:
+    """The order's publish rules: nothing is published unless the quality gate passed, and the
+    order's own `publish_to` wins over the deployment's. Returns publish()'s delivery record."""
+    if not merged.get("gate_passed"):
+        raise AirflowFailException("refusing to publish: the quality gate did not pass")
+    return publish(
+        merged["output"], order.get("publish_to") or default_publish_to, order["order_id"],
+        quality=merged.get("summary"), source_sha256=source_sha256, when=when,
+    )  # creates the CDN invalidation; cdn_ready waits for it, deferred, holding no worker slot

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from operators.names import QUALITY_GATE, GateResultDict, GateStage
+from operators.names import FINAL_GATE, QUALITY_GATE, GateResultDict, GateStage
 from quality import workarea as wa
 from quality.fallback import fallback_options
 from quality.frames import OrderFrames, chunk_of, frame_ranges, load_order_frames
@@ -277,3 +277,12 @@ def evaluate(order_dir: str, order: dict, expected_frames: int, *, stage: GateSt
                         chunks=of.chunks, validation_uri=uri, stage=stage, fatal=fatal)
     log.info("%s", result.message())
     return result
+
+
+def final_result(order_dir: str, order: dict, expected_frames: int, first: GateResultDict | dict,
+                 reswapped: bool) -> GateResultDict | dict:
+    """The final gate's result: the first gate's stands when it passed and nothing was re-swapped
+    (the frames it judged are the ones that will be merged); otherwise every frame is judged again."""
+    if first.get("passed") and not reswapped:
+        return first
+    return evaluate(order_dir, order, expected_frames, stage=FINAL_GATE).to_dict()

@@ -84,12 +84,12 @@ def identity_votes(video: Path, sources: dict[str, Any], samples: int = 5) -> di
     """For `samples` frames spread over `video`: which source is the swapped face closest to?"""
     import numpy as np
 
-    from faceworker import video as fvideo
+    from faceworker import frameio
     from faceworker.errors import BadInput
     from faceworker.faces import embedding_vector
     from faceworker.source import load_source_face
 
-    frames = list(fvideo.read_frames(str(video), 0, None, strict=False))
+    frames = list(frameio.read_frames(str(video), 0, None, strict=False))
     votes: dict[str, int] = {}
     step = max(1, len(frames) // samples)
     for frame in frames[::step][:samples]:

@@ -25,7 +25,7 @@ CONTRACT_MODULES: dict[str, frozenset[str] | None] = {
     "faceworker.options": ALL,
     "faceworker.lifeline": ALL,
     "faceworker.testhooks": frozenset({"pause_at", "PAUSE_AT"}),
-    "faceworker.video": frozenset({"probe", "Probe"}),
+    "faceworker.probe": frozenset({"probe", "Probe"}),
     "faceworker.contact_sheet": frozenset({"pick_frames"}),
 }
 
@@ -93,10 +93,11 @@ def test_airflow_side_imports_only_engine_contract_modules() -> None:
 @pytest.mark.parametrize("source, expected", [
     ("from faceworker.faces import FaceAnalyzer\n", ["x.py:1: faceworker.faces"]),
     ("import faceworker.chunk_runner as cr\n", ["x.py:1: faceworker.chunk_runner"]),
-    ("def f():\n    from faceworker import video\n    return video.normalise_to_cfr\n",
-     ["x.py:3: faceworker.video.normalise_to_cfr"]),
-    ("from faceworker.video import read_frames\n", ["x.py:1: faceworker.video.read_frames"]),
-    ("from faceworker import errors, video\nvideo.probe(errors.BadInput)\n", []),
+    ("def f():\n    from faceworker import probe\n    return probe.count_decoded_frames\n",
+     ["x.py:3: faceworker.probe.count_decoded_frames"]),
+    ("from faceworker.probe import packet_times\n", ["x.py:1: faceworker.probe.packet_times"]),
+    ("from faceworker.frameio import read_frames\n", ["x.py:1: faceworker.frameio"]),
+    ("from faceworker import errors, probe\nprobe.probe(errors.BadInput)\n", []),
     ("from faceworker.workarea import OrderArea\nimport faceworker.spec\n", []),
 ])
 def test_the_scan_catches_what_it_should(source: str, expected: list[str]) -> None:

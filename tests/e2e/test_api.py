@@ -68,7 +68,7 @@ def test_order_via_official_client_succeeds(airflow_server: AirflowServer,
     assert uri and uri.startswith("file://"), status.to_json()
     published = Path(urlparse(uri).path)
     assert published.is_file() and published.stat().st_size > 10_000
-    from faceworker.video import probe
+    from faceworker.probe import probe
 
     assert probe(str(published)).frames == 50
 

@@ -89,7 +89,7 @@ def _identity_share(video_path: Path, source: Path, target_face: Any) -> float:
     import cv2
     import numpy as np
 
-    from faceworker import video
+    from faceworker import frameio
     from faceworker.faces import FaceAnalyzer
     from faceworker.source import load_source_face
 
@@ -97,7 +97,7 @@ def _identity_share(video_path: Path, source: Path, target_face: Any) -> float:
     src = load_source_face(cv2.imread(str(source)), analyzer=analyzer).embedding
     tgt = load_source_face(target_face, selector="largest", analyzer=analyzer).embedding
     hits = total = 0
-    for frame in video.read_frames(video_path):
+    for frame in frameio.read_frames(video_path):
         total += 1
         faces = analyzer.detect(frame)
         if faces:
@@ -190,7 +190,7 @@ def _observe_answer(case_id: str, o: dict[str, Any]) -> None:
 @pytest.fixture(scope="module")
 def outcome(airflow_server: AirflowServer) -> dict[str, Any]:
     """Run the whole catalogue once; {case id: observation} plus "_wall_s"."""
-    from faceworker import video
+    from faceworker import probe
     from faceworker.sample import shipped_faces
 
     t0 = time.monotonic()
@@ -222,8 +222,8 @@ def outcome(airflow_server: AirflowServer) -> dict[str, Any]:
         o["left_behind"] = _left_behind(order_id, ff_home, outside, o["published_files"])
         o["work_area"] = (work / "orders" / order_id).exists()
         if case.published and o["published_files"]:
-            out = video.probe(o["published_files"][0])
-            src = video.probe(Path(confs[case.id]["target"][len("file://"):]))
+            out = probe.probe(o["published_files"][0])
+            src = probe.probe(Path(confs[case.id]["target"][len("file://"):]))
             o["size"], o["input_size"] = (out.width, out.height), (src.width, src.height)
             o["audio_streams"] = len(out.audio)
             if "identity" in case.checks:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from worker_support import CountingSession, fake_measure, prepared_order
-from faceworker import video
+from faceworker import frameio, probe
 from faceworker.chunk_runner import run_chunk
 from faceworker.errors import BadInput
 from faceworker.spec import ChunkSpec
@@ -45,7 +45,7 @@ def test_outputs_follow_the_contract(order_root: Path, counting_session: type[Co
     assert set(res["timings"]) >= {"decode_s", "detect_s", "swap_s", "encode_s", "metrics_s", "total_s"}
     sw = order_root / "orders/o1/swapped/00001"
     assert res["segment"] == str(sw / "segment.mp4") and res["done"] == str(sw / "done.json")
-    pr = video.probe(sw / "segment.mp4")
+    pr = probe.probe(sw / "segment.mp4")
     assert pr.frames == 15 and pr.codec == "h264" and pr.pix_fmt == "yuv420p" and (pr.width, pr.height) == (640, 360)
     metrics = json.loads((sw / "metrics.json").read_text())
     assert [r["frame"] for r in metrics["frames"]] == list(range(15, 30))
@@ -163,7 +163,7 @@ def test_vfr_odd_target_without_audio_through_split_swap_merge(
         _run(ChunkSpec(work=str(tmp_path), order="o1", chunk=c["chunk"], start=c["start"], end=c["end"]))
     assert counting_session.calls == 118
     assert main(["merge", "--work", str(tmp_path), "--order", "o1"]) == 0
-    out = video.probe(tmp_path / "orders/o1/output/o1.mp4")
+    out = probe.probe(tmp_path / "orders/o1/output/o1.mp4")
     assert out.frames == 118 and not out.is_vfr and out.audio == []
     assert main(["contact-sheet", "--work", str(tmp_path), "--order", "o1", "--out", str(tmp_path / "s.png")]) == 0
 
@@ -248,27 +248,27 @@ def test_runner_encoder_converts_in_python_exactly_n_frames(tmp_path: Path) -> N
     rng = np.random.default_rng(1)
     base = cv2.GaussianBlur(rng.integers(0, 256, (180, 320, 3), np.uint8), (9, 9), 0)
     raw = tmp_path / "raw.mp4"
-    with video.FrameWriter(raw, Fraction(25), 320, 180, crf=0, preset="ultrafast") as w0:
+    with frameio.FrameWriter(raw, Fraction(25), 320, 180, crf=0, preset="ultrafast") as w0:
         for i in range(13):
             w0.write(np.ascontiguousarray(np.roll(base, 3 * i, axis=1)))
-    frames = list(video.read_frames(raw))  # like the runner's: decoded from yuv420p
+    frames = list(frameio.read_frames(raw))  # like the runner's: decoded from yuv420p
     psnr = {}
     for convert in (False, True):
         out = tmp_path / f"seg{convert}.mp4"
-        w = video.BackgroundWriter(video.FrameWriter(out, Fraction(25), 320, 180, crf=12, preset="ultrafast",
+        w = frameio.BackgroundWriter(frameio.FrameWriter(out, Fraction(25), 320, 180, crf=12, preset="ultrafast",
                                                      convert_in_python=convert), depth=2)
         for f in frames:
             w.write(f)
         assert w.close() == 13
-        pr = video.probe(out)
+        pr = probe.probe(out)
         assert pr.frames == 13 and pr.pix_fmt == "yuv420p"
-        back = list(video.read_frames(out))
+        back = list(frameio.read_frames(out))
         assert len(back) == 13
         psnr[convert] = min(10 * np.log10(255**2 / max(1e-9, np.mean((a.astype(float) - b) ** 2)))
                             for a, b in zip(frames, back))
     assert psnr[True] > 30 and psnr[True] >= psnr[False] - 0.5
     with pytest.raises(ValueError):
-        video.BackgroundWriter(video.FrameWriter(tmp_path / "x.mp4", 25, 320, 180)).write(frames[0][:10])
+        frameio.BackgroundWriter(frameio.FrameWriter(tmp_path / "x.mp4", 25, 320, 180)).write(frames[0][:10])
 
 
 @pytest.mark.slow

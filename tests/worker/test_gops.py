@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceworker import gops, video
+from faceworker import frameio, gops, probe
 
 
 @pytest.fixture(scope="module")
@@ -22,15 +22,15 @@ def bframes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _check_pieces(src: Path, out: Path, chunks: list[dict[str, int]]) -> None:
-    full = list(video.read_frames(src))
+    full = list(frameio.read_frames(src))
     assert chunks[-1]["end"] == len(full)
     for c in chunks:
         piece = out / f"{c['chunk']:05d}" / "segment.mkv"
         offset = c["start"] - c["mezz_start"]
-        got = list(video.read_frames(piece, offset, offset + c["end"] - c["start"], size=(320, 180)))
+        got = list(frameio.read_frames(piece, offset, offset + c["end"] - c["start"], size=(320, 180)))
         assert len(got) == c["end"] - c["start"]
         assert all(np.array_equal(a, b) for a, b in zip(got, full[c["start"]:c["end"]])), c
-        assert video.probe(piece).frames == c["mezz_end"] - c["mezz_start"]
+        assert probe.probe(piece).frames == c["mezz_end"] - c["mezz_start"]
 
 
 @pytest.mark.parametrize("chunk_frames", [10, 20, 40])
@@ -38,7 +38,7 @@ def test_pieces_of_a_b_frame_clip_hold_each_chunks_exact_frames(tmp_path: Path, 
                                                                  chunk_frames: int) -> None:
     index = gops.packet_index(bframes)
     assert index.reorders and index.cuts == [0, 25, 50]
-    chunks = gops.split_copy(bframes, tmp_path, chunk_frames, video.probe(bframes))
+    chunks = gops.split_copy(bframes, tmp_path, chunk_frames, probe.probe(bframes))
     assert chunks is not None
     assert [(c["start"], c["end"]) for c in chunks] == [
         (s, min(s + chunk_frames, 75)) for s in range(0, 75, chunk_frames)]
@@ -51,7 +51,7 @@ def test_pieces_of_a_b_frame_clip_hold_each_chunks_exact_frames(tmp_path: Path, 
 def test_without_reordering_a_piece_ends_at_its_chunk(tmp_path: Path, media: dict[str, Path]) -> None:
     index = gops.packet_index(media["cfr"])
     assert not index.reorders
-    chunks = gops.split_copy(media["cfr"], tmp_path, 20, video.probe(media["cfr"]))
+    chunks = gops.split_copy(media["cfr"], tmp_path, 20, probe.probe(media["cfr"]))
     assert chunks is not None and [c["mezz_end"] for c in chunks] == [c["end"] for c in chunks]
     _check_pieces(media["cfr"], tmp_path, chunks)
 
@@ -59,7 +59,7 @@ def test_without_reordering_a_piece_ends_at_its_chunk(tmp_path: Path, media: dic
 @pytest.mark.parametrize("name", ["vfr", "odd", "rotated"])
 def test_inputs_that_need_normalising_take_the_reencode_path(tmp_path: Path, media: dict[str, Path],
                                                               name: str) -> None:
-    assert gops.split_copy(media[name], tmp_path, 20, video.probe(media[name])) is None
+    assert gops.split_copy(media[name], tmp_path, 20, probe.probe(media[name])) is None
     assert not list(tmp_path.rglob("*.mkv"))
 
 
@@ -75,7 +75,7 @@ def test_a_cut_that_does_not_verify_leaves_nothing(tmp_path: Path, bframes: Path
         return [{**c, "mezz_start": 10} if c["chunk"] == 1 else c for c in chunks]
 
     monkeypatch.setattr(gops, "plan", shifted)
-    assert gops.split_copy(bframes, tmp_path, 20, video.probe(bframes)) is None
+    assert gops.split_copy(bframes, tmp_path, 20, probe.probe(bframes)) is None
     assert not list(tmp_path.rglob("*.mkv"))
 
 
@@ -88,7 +88,7 @@ def test_a_reswap_of_part_of_a_chunk_reads_from_its_pieces_key_frame(tmp_path: P
     from faceworker.workarea import WorkArea
 
     area = WorkArea(tmp_path).order("o1")
-    chunks = gops.split_copy(bframes, tmp_path / "orders" / "o1" / "chunks", 20, video.probe(bframes))
+    chunks = gops.split_copy(bframes, tmp_path / "orders" / "o1" / "chunks", 20, probe.probe(bframes))
     assert chunks is not None and chunks[2]["mezz_start"] == 25  # chunk 2 = [40, 60)
     area.write_json("chunks/chunks.json", chunks)
 
@@ -97,8 +97,8 @@ def test_a_reswap_of_part_of_a_chunk_reads_from_its_pieces_key_frame(tmp_path: P
 
     offset = _mezzanine_offset(area, spec(47, 55))  # a reswap of frames [47, 55) of chunk 2
     assert offset == 22
-    got = list(video.read_frames(area.local_path(area.chunk_rel(2)), offset, offset + 8, size=(320, 180)))
-    assert all(np.array_equal(a, b) for a, b in zip(got, list(video.read_frames(bframes))[47:55]))
+    got = list(frameio.read_frames(area.local_path(area.chunk_rel(2)), offset, offset + 8, size=(320, 180)))
+    assert all(np.array_equal(a, b) for a, b in zip(got, list(frameio.read_frames(bframes))[47:55]))
     area.write_json("chunks/chunks.json", [{k: c[k] for k in ("chunk", "start", "end")} for c in chunks])
     assert _mezzanine_offset(area, spec(47, 55)) == 7  # an old listing: the piece starts at `start`
     with pytest.raises(BadInput, match="outside chunk 2"):

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from faceworker import video
+from faceworker import edit, frameio, probe
 from faceworker.chunk_runner import decode_image
 from faceworker.errors import BadInput
 from faceworker.image_header import check_pixels, image_size
@@ -75,21 +75,21 @@ def test_truncated_mp4_with_moov_first_is_refused(clip, tmp_path):
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(BadInput, match=r"truncated: its header declares 25 frames, only \d+ can be read"):
-        video.probe(cut)
-    assert video.probe(clip).frames == 25  # the complete file is fine
+        probe.probe(cut)
+    assert probe.probe(clip).frames == 25  # the complete file is fine
 
 
 def test_odd_sized_input_comes_back_at_its_size(tmp_path):
     """Work runs padded to even (yuv420p); merge crops back to the input's displayed size."""
     seg = tmp_path / "seg.mp4"
-    with video.FrameWriter(seg, 25, 160, 90) as w:
+    with frameio.FrameWriter(seg, 25, 160, 90) as w:
         for i in range(10):
             w.write(np.full((90, 160, 3), 20 * i, np.uint8))
     src = tmp_path / "odd.mp4"
     _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x90:r=25:d=0.4", "-vf", "format=yuv444p,crop=159:89:0:0",
             "-c:v", "libx264", "-pix_fmt", "yuv444p", str(src))
-    assert (video.probe(src).width, video.probe(src).height) == (159, 89)
-    out = video.merge([seg], src, tmp_path / "out.mp4", 10, Fraction(25), size=(159, 89))
+    assert (probe.probe(src).width, probe.probe(src).height) == (159, 89)
+    out = edit.merge([seg], src, tmp_path / "out.mp4", 10, Fraction(25), size=(159, 89))
     assert (out.width, out.height, out.frames) == (159, 89, 10)
 
 
@@ -102,8 +102,8 @@ def test_rotated_input_is_probed_and_decoded_upright(tmp_path):
     _ffmpeg("-i", str(upright), "-vf", "transpose=2", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(sideways))
     rotated = tmp_path / "rotated.mp4"
     _ffmpeg("-i", str(sideways), "-c", "copy", "-metadata:s:v:0", "rotate=270", str(rotated))
-    pr = video.probe(rotated)
+    pr = probe.probe(rotated)
     assert pr.rotation in (90, 270) and (pr.width, pr.height) == (160, 90)
-    want = next(video.read_frames(upright, 0, 1)).astype(int)
-    got = next(video.read_frames(rotated, 0, 1)).astype(int)
+    want = next(frameio.read_frames(upright, 0, 1)).astype(int)
+    got = next(frameio.read_frames(rotated, 0, 1)).astype(int)
     assert got.shape == want.shape and np.abs(got - want).mean() < 8

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceworker import sample, video
+from faceworker import probe, sample
 
 
 def test_shipped_faces() -> None:
@@ -74,7 +74,7 @@ def test_synth_target_frames_move_smoothly_and_keep_the_face_large() -> None:
 def test_build_sample_order_writes_video_with_audio(tmp_path: Path) -> None:
     res = sample.build_sample_order(tmp_path, source="tom_hanks", target="t1_0", seconds=0.8, size=(320, 240))
     assert Path(res["source"]).exists() and res["frames"] == 20
-    pr = video.probe(res["target"])
+    pr = probe.probe(res["target"])
     assert (pr.width, pr.height) == (320, 240) and pr.frames == 20 and pr.audio
     assert pr.audio[0]["duration"] == pytest.approx(0.8, abs=0.05)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from faceworker import thumbs, video
+from faceworker import frameio, thumbs
 from faceworker.logs import get_logger
 from faceworker.workarea import WorkArea
 
@@ -31,7 +31,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 def test_thumbnails_hold_the_picked_original_and_swapped_frames(tmp_path: Path, media: dict[str, Path]) -> None:
     area = WorkArea(tmp_path).order("o1")
     area.write_json("chunks/chunks.json", [{"chunk": 0, "start": 0, "end": 40}, {"chunk": 1, "start": 40, "end": 75}])
-    full = list(video.read_frames(media["cfr"]))
+    full = list(frameio.read_frames(media["cfr"]))
     swapped = [np.ascontiguousarray(f[::-1]) for f in full[40:75]]  # "swapped" = upside down
     rows = [{"frame": f, "faces_target": 1, "id_cosine_raw": 1.0 - (f == 66), "psnr_outside_db": 40.0}
             for f in range(40, 75)]

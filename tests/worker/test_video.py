@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceworker import video
+from faceworker import edit, ffmpeg, frameio, mp4boxes, probe
 from faceworker.errors import BadInput
 
 
 def test_probe_fields(media: dict[str, Path]) -> None:
-    pr = video.probe(media["cfr"])
+    pr = probe.probe(media["cfr"])
     assert (pr.width, pr.height) == (320, 180)
     assert pr.fps == Fraction(25) and isinstance(pr.fps, Fraction)
     assert pr.frames == 75
@@ -21,33 +21,33 @@ def test_probe_fields(media: dict[str, Path]) -> None:
     assert not pr.is_vfr and not pr.odd_size and pr.rotation == 0
     assert [a["codec"] for a in pr.audio] == ["aac"]
     d = pr.to_dict()
-    assert d["fps"] == "25/1" and video.Probe.from_dict(d).fps == Fraction(25)
+    assert d["fps"] == "25/1" and probe.Probe.from_dict(d).fps == Fraction(25)
 
 
 def test_probe_rotation_swaps_display_size(media: dict[str, Path]) -> None:
-    pr = video.probe(media["rotated"])
+    pr = probe.probe(media["rotated"])
     assert pr.rotation in (90, 270)
     assert (pr.width, pr.height) == (180, 320)
-    frame = next(iter(video.read_frames(media["rotated"], 0, 1)))
+    frame = next(iter(frameio.read_frames(media["rotated"], 0, 1)))
     assert frame.shape == (320, 180, 3)  # decoded upright
 
 
 @pytest.mark.parametrize("name, message", [("empty", "0 bytes"), ("text", "not a readable video"), ("image", "not a video")])
 def test_probe_bad_inputs(media: dict[str, Path], name: str, message: str) -> None:
     with pytest.raises(BadInput, match=message):
-        video.probe(media[name])
+        probe.probe(media[name])
 
 
 def test_probe_missing_file(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="not found"):
-        video.probe(tmp_path / "nope.mp4")
+        probe.probe(tmp_path / "nope.mp4")
 
 
 def test_range_decode_equals_slice_of_full_decode(media: dict[str, Path]) -> None:
-    full = list(video.read_frames(media["cfr"]))
+    full = list(frameio.read_frames(media["cfr"]))
     assert len(full) == 75
     for a, b in [(0, 10), (37, 61), (70, 75), (12, 13)]:
-        part = list(video.read_frames(media["cfr"], a, b, size=(320, 180)))
+        part = list(frameio.read_frames(media["cfr"], a, b, size=(320, 180)))
         assert len(part) == b - a
         assert all(np.array_equal(x, y) for x, y in zip(part, full[a:b])), (a, b)
     # frames really differ (testsrc2 moves), so equality above means the *right* frames came back
@@ -56,19 +56,19 @@ def test_range_decode_equals_slice_of_full_decode(media: dict[str, Path]) -> Non
 
 def test_range_past_end_is_bad_input(media: dict[str, Path]) -> None:
     with pytest.raises(BadInput, match="ended after 75"):
-        list(video.read_frames(media["cfr"], 70, 80, size=(320, 180)))
+        list(frameio.read_frames(media["cfr"], 70, 80, size=(320, 180)))
 
 
 def test_encode_n_frames_gives_n_frames(tmp_path: Path, media: dict[str, Path]) -> None:
-    frames = list(video.read_frames(media["cfr"], 0, 17))
+    frames = list(frameio.read_frames(media["cfr"], 0, 17))
     out = tmp_path / "seg.mp4"
-    with video.FrameWriter(out, Fraction(25), 320, 180, crf=12, preset="ultrafast") as w:
+    with frameio.FrameWriter(out, Fraction(25), 320, 180, crf=12, preset="ultrafast") as w:
         for f in frames:
             w.write(f)
-    pr = video.probe(out)
+    pr = probe.probe(out)
     assert pr.frames == 17 and pr.fps == Fraction(25) and pr.pix_fmt == "yuv420p"
     assert pr.duration == pytest.approx(17 / 25, abs=1e-6)
-    back = list(video.read_frames(out))
+    back = list(frameio.read_frames(out))
     psnr = [10 * np.log10(255**2 / max(1e-9, np.mean((a.astype(float) - b) ** 2))) for a, b in zip(frames, back)]
     assert min(psnr) > 35
 
@@ -76,44 +76,44 @@ def test_encode_n_frames_gives_n_frames(tmp_path: Path, media: dict[str, Path]) 
 def test_segment_frame_count_from_the_sample_table(tmp_path: Path, media: dict[str, Path]) -> None:
     """The swap pass counts a segment's frames from the MP4 sample table (no ffprobe start-up):
     it must agree with ffprobe's packet count, moov first or last, with or without audio."""
-    frames = list(video.read_frames(media["cfr"], 0, 13))
+    frames = list(frameio.read_frames(media["cfr"], 0, 13))
     out = tmp_path / "seg.mp4"  # FrameWriter: +faststart, moov before mdat
-    with video.FrameWriter(out, Fraction(25), 320, 180, crf=30, preset="ultrafast") as w:
+    with frameio.FrameWriter(out, Fraction(25), 320, 180, crf=30, preset="ultrafast") as w:
         for f in frames:
             w.write(f)
-    assert video.mp4_video_samples(out) == 13 == video.count_segment_frames(out)
+    assert mp4boxes.mp4_video_samples(out) == 13 == probe.count_segment_frames(out)
     # moov after mdat, an audio track first in the file, B-frames: still the video track's samples
     moov_last = tmp_path / "late.mp4"
-    video.run_ffmpeg(["-i", str(media["cfr"]), "-map", "0:a:0", "-map", "0:v:0", "-c", "copy", str(moov_last)], "remux")
-    assert video.mp4_video_samples(moov_last) == video.probe(moov_last).frames == 75
+    ffmpeg.run_ffmpeg(["-i", str(media["cfr"]), "-map", "0:a:0", "-map", "0:v:0", "-c", "copy", str(moov_last)], "remux")
+    assert mp4boxes.mp4_video_samples(moov_last) == probe.probe(moov_last).frames == 75
     # not ISO-BMFF: no sample table, the count falls back to ffprobe
-    assert video.mp4_video_samples(media["vfr"]) is None
-    assert video.count_segment_frames(media["vfr"]) == video.probe(media["vfr"]).frames
-    assert video.mp4_video_samples(media["text"]) is None
+    assert mp4boxes.mp4_video_samples(media["vfr"]) is None
+    assert probe.count_segment_frames(media["vfr"]) == probe.probe(media["vfr"]).frames
+    assert mp4boxes.mp4_video_samples(media["text"]) is None
 
 
 def test_writer_rejects_odd_size(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="even"):
-        video.FrameWriter(tmp_path / "x.mp4", 25, 321, 180)
+        frameio.FrameWriter(tmp_path / "x.mp4", 25, 321, 180)
 
 
 def test_split_then_concat_keeps_every_frame(tmp_path: Path, media: dict[str, Path]) -> None:
-    chunks, norm = video.split(media["cfr"], tmp_path / "chunks", 20)
+    chunks, norm = edit.split(media["cfr"], tmp_path / "chunks", 20)
     assert [(c["start"], c["end"]) for c in chunks] == [(0, 20), (20, 40), (40, 60), (60, 75)]
-    full = list(video.read_frames(media["cfr"]))
+    full = list(frameio.read_frames(media["cfr"]))
     segs = []
     for c in chunks:
         piece = tmp_path / "chunks" / f"{c['chunk']:05d}" / "segment.mkv"
-        frames = list(video.read_frames(piece))
+        frames = list(frameio.read_frames(piece))
         assert len(frames) == c["end"] - c["start"]
         # mezzanine is lossless: exactly the target's frames
         assert all(np.array_equal(x, y) for x, y in zip(frames, full[c["start"]: c["end"]]))
         seg = tmp_path / f"sw{c['chunk']}.mp4"
-        with video.FrameWriter(seg, norm.fps, norm.width, norm.height, preset="ultrafast") as w:
+        with frameio.FrameWriter(seg, norm.fps, norm.width, norm.height, preset="ultrafast") as w:
             for f in frames:
                 w.write(f)
         segs.append(seg)
-    out = video.merge(segs, media["cfr"], tmp_path / "out.mp4", 75, norm.fps)
+    out = edit.merge(segs, media["cfr"], tmp_path / "out.mp4", 75, norm.fps)
     assert out.frames == 75
     assert out.duration == pytest.approx(3.0, abs=1e-6)
     assert [a["codec"] for a in out.audio] == ["aac"]
@@ -121,52 +121,52 @@ def test_split_then_concat_keeps_every_frame(tmp_path: Path, media: dict[str, Pa
 
 def test_merge_detects_missing_frames(tmp_path: Path, media: dict[str, Path]) -> None:
     seg = tmp_path / "s.mp4"
-    with video.FrameWriter(seg, 25, 320, 180, preset="ultrafast") as w:
-        for f in video.read_frames(media["cfr"], 0, 10):
+    with frameio.FrameWriter(seg, 25, 320, 180, preset="ultrafast") as w:
+        for f in frameio.read_frames(media["cfr"], 0, 10):
             w.write(f)
-    with pytest.raises(video.FFmpegError, match="frames"):
-        video.merge([seg], media["cfr"], tmp_path / "out.mp4", 11, Fraction(25))
+    with pytest.raises(ffmpeg.FFmpegError, match="frames"):
+        edit.merge([seg], media["cfr"], tmp_path / "out.mp4", 11, Fraction(25))
 
 
 def test_vfr_is_detected_and_normalised(tmp_path: Path, media: dict[str, Path]) -> None:
-    pr = video.probe(media["vfr"])
+    pr = probe.probe(media["vfr"])
     assert pr.is_vfr and pr.frames == 80 and pr.fps == Fraction(30)
-    cfr = video.normalise_to_cfr(media["vfr"], tmp_path / "target_cfr.mkv")
+    cfr = edit.normalise_to_cfr(media["vfr"], tmp_path / "target_cfr.mkv")
     assert not cfr.is_vfr and cfr.fps == Fraction(30)
     # 61 frames at 30 fps + 19 frames lasting 0.1 s each -> 61 + 19*3 = 118 CFR frames over 3.93 s
     assert cfr.frames == 118
     assert cfr.duration == pytest.approx(pr.duration, abs=1 / 30)
-    chunks, norm = video.split(media["vfr"], tmp_path / "chunks", 50)
+    chunks, norm = edit.split(media["vfr"], tmp_path / "chunks", 50)
     assert norm.frames == 118 and chunks[-1]["end"] == 118
 
 
 def test_odd_size_is_padded_to_even(tmp_path: Path, media: dict[str, Path]) -> None:
-    pr = video.probe(media["odd"])
+    pr = probe.probe(media["odd"])
     assert pr.odd_size and (pr.width, pr.height) == (321, 241)
-    chunks, norm = video.split(media["odd"], tmp_path / "chunks", 30)
+    chunks, norm = edit.split(media["odd"], tmp_path / "chunks", 30)
     assert (norm.width, norm.height) == (322, 242) and norm.frames == 50
-    piece = video.probe(tmp_path / "chunks" / "00000" / "segment.mkv")
+    piece = probe.probe(tmp_path / "chunks" / "00000" / "segment.mkv")
     assert (piece.width, piece.height) == (322, 242) and piece.pix_fmt == "yuv420p"
-    first = next(iter(video.read_frames(tmp_path / "chunks" / "00000" / "segment.mkv", 0, 1)))
+    first = next(iter(frameio.read_frames(tmp_path / "chunks" / "00000" / "segment.mkv", 0, 1)))
     # the pad is black (up to chroma bleed from 4:2:0), the content stays anchored at (0, 0)
     assert first[:, -1].mean() < 40 and first[-1, :].mean() < 40
     assert first[:, -3].mean() > 60 and first[-3, :].mean() > 60
 
 
 def test_prefetch_keeps_order_and_surfaces_decoder_errors(media: dict[str, Path]) -> None:
-    direct = list(video.read_frames(media["cfr"], 5, 25, size=(320, 180)))
-    ahead = list(video.prefetch(video.read_frames(media["cfr"], 5, 25, size=(320, 180)), depth=3))
+    direct = list(frameio.read_frames(media["cfr"], 5, 25, size=(320, 180)))
+    ahead = list(frameio.prefetch(frameio.read_frames(media["cfr"], 5, 25, size=(320, 180)), depth=3))
     assert len(ahead) == 20 and all(np.array_equal(a, b) for a, b in zip(direct, ahead))
     with pytest.raises(BadInput, match="ended after 75"):
-        list(video.prefetch(video.read_frames(media["cfr"], 70, 80, size=(320, 180))))
+        list(frameio.prefetch(frameio.read_frames(media["cfr"], 70, 80, size=(320, 180))))
 
 
 def test_killed_ffmpeg_is_transient_and_failures_are_classified() -> None:
     from faceworker.errors import TransientError
 
     with pytest.raises(TransientError, match="signal"):
-        video._check(-9, b"", "encode x")
+        ffmpeg.check_exit(-9, b"", "encode x")
     with pytest.raises(BadInput):
-        video._check(1, b"Invalid data", "probe x", bad_input=True)
-    with pytest.raises(video.FFmpegError):
-        video._check(1, b"Conversion failed", "encode x")
+        ffmpeg.check_exit(1, b"Invalid data", "probe x", bad_input=True)
+    with pytest.raises(ffmpeg.FFmpegError):
+        ffmpeg.check_exit(1, b"Conversion failed", "encode x")

@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from faceworker import video
+from faceworker import ffmpeg, frameio, probe
 from faceworker.errors import BadInput
 from faceworker.image_header import check_pixels
 from faceworker.frames import FrameView
@@ -288,9 +288,9 @@ def _original_frames(mezz: Path, offset: int, frames: int, size: tuple[int, int]
     the swap pass's copies when it kept them, else decoded again."""
     if kept is not None:
         if len(kept) != frames:
-            raise video.FFmpegError(f"kept {len(kept)} original frames, expected {frames}")
+            raise ffmpeg.FFmpegError(f"kept {len(kept)} original frames, expected {frames}")
         return _drain(kept)
-    return video.prefetch(video.read_frames(mezz, offset, offset + frames, size=size, pix_fmt=pix_fmt))
+    return frameio.prefetch(frameio.read_frames(mezz, offset, offset + frames, size=size, pix_fmt=pix_fmt))
 
 
 def _cpu_s() -> float:
@@ -388,7 +388,7 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
              enhancer=spec.enhancer, spec_hash=h)
     offset = _mezzanine_offset(area, spec)
     mezz = area.stage(area.chunk_rel(spec.chunk), tmp)
-    mp = video.probe(mezz)
+    mp = probe.probe(mezz)
     if mp.frames < offset + spec.frames:
         raise BadInput(f"chunk {spec.chunk} mezzanine has {mp.frames} frames, need {offset + spec.frames}")
     swapper_opts, detector = split_options(spec.swapper_options())
@@ -404,8 +404,8 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     progress = Progress(log, spec.frames, event="swap_progress")
     shape = (mp.height, mp.width)
     t_swap, c_swap = time.perf_counter(), _cpu_s()
-    writer = video.BackgroundWriter(
-        video.FrameWriter(seg_local, mp.fps, mp.width, mp.height, crf=spec.crf, preset=spec.preset,
+    writer = frameio.BackgroundWriter(
+        frameio.FrameWriter(seg_local, mp.fps, mp.width, mp.height, crf=spec.crf, preset=spec.preset,
                           convert_in_python=True, threads=encoder_threads()))
     try:
         # Frames stay I420 from decoder to encoder; only face regions are converted (faceworker.frames).
@@ -415,7 +415,7 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
         reuse = measure is None and i420
         kept: list[np.ndarray] | None = [] if reuse and keep_originals(
             spec.frames, mp.width * mp.height * 3 // 2) else None
-        frames = video.prefetch(video.read_frames(mezz, offset, offset + spec.frames, size=(mp.width, mp.height),
+        frames = frameio.prefetch(frameio.read_frames(mezz, offset, offset + spec.frames, size=(mp.width, mp.height),
                                                   pix_fmt="yuv420p" if i420 else "bgr24"))
         for i in range(spec.frames):
             t0 = time.perf_counter()
@@ -448,9 +448,9 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     except BaseException:
         writer.abort()
         raise
-    out_frames = video.count_segment_frames(seg_local)
+    out_frames = probe.count_segment_frames(seg_local)
     if written != spec.frames or out_frames != spec.frames:
-        raise video.FFmpegError(f"segment has {out_frames} frames, expected {spec.frames}")
+        raise ffmpeg.FFmpegError(f"segment has {out_frames} frames, expected {spec.frames}")
     t["swap_pass_s"] = time.perf_counter() - t_swap
     t["swap_cpu_s"] = _cpu_s() - c_swap
 
@@ -479,7 +479,7 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     originals = tap.wrap(_original_frames(mezz, offset, spec.frames, (mp.width, mp.height), fmt,
                                           kept if i420 else None), 0)
     kept = None
-    outputs = tap.wrap(video.prefetch(video.read_frames(seg_local, 0, spec.frames, size=(mp.width, mp.height),
+    outputs = tap.wrap(frameio.prefetch(frameio.read_frames(seg_local, 0, spec.frames, size=(mp.width, mp.height),
                                                         pix_fmt=fmt)), 1)
     embedder = None
     try:
@@ -502,7 +502,7 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
         if embedder is not None:
             embedder.close()
     if len(rows) != spec.frames:
-        raise video.FFmpegError(f"metrics covered {len(rows)} frames, expected {spec.frames}")
+        raise ffmpeg.FFmpegError(f"metrics covered {len(rows)} frames, expected {spec.frames}")
     t["metrics_s"] = time.perf_counter() - t0
     t["metrics_cpu_s"] = _cpu_s() - c0
 

@@ -73,10 +73,10 @@ def _original_target_rel(area: OrderArea) -> str:
 
 
 def cmd_probe(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
-    from faceworker import video
+    from faceworker import probe
 
     with scratch() as tmp:
-        pr = video.probe(_stage_uri(args.uri, tmp), exact=args.exact)
+        pr = probe.probe(_stage_uri(args.uri, tmp), exact=args.exact)
     result = pr.to_dict()
     result["path"] = args.uri
     if args.work and args.order:
@@ -88,13 +88,13 @@ def cmd_probe(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
 def cmd_normalise(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
     """Re-time the order's original target to constant fps (even size, rotation applied) into
     input/target_cfr.mkv, so frame ranges are exact; the result is the probe of that file."""
-    from faceworker import video
+    from faceworker import edit
 
     area = _area(args)
     rel = _original_target_rel(area)
     with scratch() as tmp:
         out = tmp / "target_cfr.mkv"
-        pr = video.normalise_to_cfr(area.stage(rel, tmp), out)
+        pr = edit.normalise_to_cfr(area.stage(rel, tmp), out)
         uri = area.publish(out, "input/target_cfr.mkv")
     result = pr.to_dict()
     result["path"] = uri
@@ -152,20 +152,20 @@ def cmd_embed(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
 
 
 def cmd_split(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
-    from faceworker import gops, video
+    from faceworker import edit, gops, probe
 
     area = _area(args)
     rel = _target_rel(area)
     with scratch() as tmp:
         src = area.stage(rel, tmp)
-        pr = video.probe(src)
+        pr = probe.probe(src)
         local_chunks = area.local_path("chunks")
         out_dir = local_chunks if local_chunks is not None else tmp / "chunks"
         chunks = gops.split_copy(src, out_dir, args.chunk_frames, pr)
         if chunks is not None:
             norm, mode = pr, "copy"
         else:  # VFR, odd size, rotation, other pixel formats, unusual GOPs: re-encode losslessly
-            (chunks, norm), mode = video.split(src, out_dir, args.chunk_frames, pr), "reencode"
+            (chunks, norm), mode = edit.split(src, out_dir, args.chunk_frames, pr), "reencode"
         if local_chunks is None:
             for c in chunks:
                 area.publish(out_dir / f"{c['chunk']:05d}" / "segment.mkv", area.chunk_rel(c["chunk"]))
@@ -202,7 +202,7 @@ def cmd_swap_chunk(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
 def cmd_merge(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
     from fractions import Fraction
 
-    from faceworker import video
+    from faceworker import edit, probe
 
     area = _area(args)
     chunks = area.read_json("chunks/chunks.json")
@@ -221,11 +221,11 @@ def cmd_merge(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
                 raise BadInput(f"chunk {i}: done.json has {done.get('frames')} frames, chunks.json says "
                                f"{int(c['end']) - int(c['start'])}")
             segs.append(area.stage(area.swapped_rel(i, "segment.mp4"), tmp))
-        fps = video.probe(segs[0]).fps
+        fps = probe.probe(segs[0]).fps
         audio_src = area.stage(_original_target_rel(area), tmp)
-        original = video.probe(audio_src)  # displayed size of the order's own target
+        original = probe.probe(audio_src)  # displayed size of the order's own target
         out_local = tmp / f"{args.order}.mp4"
-        out = video.merge(segs, audio_src, out_local, expect, Fraction(fps),
+        out = edit.merge(segs, audio_src, out_local, expect, Fraction(fps),
                           size=(original.width, original.height), audio=original.audio)
         uri = area.publish(out_local, f"output/{args.order}.mp4")
     log.info("merged", frames=out.frames, duration=out.duration, audio=bool(out.audio))
@@ -244,14 +244,14 @@ def cmd_sample(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
 
 
 def cmd_contact_sheet(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
-    from faceworker import video
+    from faceworker import edit, probe
     from faceworker.contact_sheet import contact_sheet
 
     area = _area(args)
     with scratch() as tmp:
         before = area.stage(_target_rel(area), tmp)
-        if video.probe(before).needs_normalisation:  # compare on the CFR/even timeline the swap used
-            before = Path(video.normalise_to_cfr(before, tmp / "before_cfr.mkv").path)
+        if probe.probe(before).needs_normalisation:  # compare on the CFR/even timeline the swap used
+            before = Path(edit.normalise_to_cfr(before, tmp / "before_cfr.mkv").path)
         out_rel = f"output/{args.order}.mp4"
         if area.exists(out_rel):
             after = area.stage(out_rel, tmp)
@@ -260,7 +260,7 @@ def cmd_contact_sheet(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
             if not segs:
                 raise BadInput(f"nothing swapped yet in {area.uri('swapped')}")
             after = tmp / "swapped.mp4"
-            video.concat_segments(segs, after)
+            edit.concat_segments(segs, after)
         result = contact_sheet(before, after, args.out, count=args.frames)
     log.info("contact_sheet", png=result["png"])
     return result

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from faceworker import video
+from faceworker import frameio, probe
 from faceworker.errors import BadInput
 
 
@@ -28,7 +28,7 @@ def _grab(path: str, indices: Sequence[int], size: tuple[int, int]) -> dict[int,
     wanted = set(indices)
     out: dict[int, np.ndarray] = {}
     last = max(indices) + 1
-    for i, frame in enumerate(video.read_frames(path, 0, last, size=size)):
+    for i, frame in enumerate(frameio.read_frames(path, 0, last, size=size)):
         if i in wanted:
             out[i] = frame.copy()
     return out
@@ -45,7 +45,7 @@ def _label(img: np.ndarray, text: str) -> None:
 def contact_sheet(before: str | os.PathLike[str], after: str | os.PathLike[str], out_png: str | os.PathLike[str],
                   count: int = 6, tile_width: int = 480) -> dict[str, object]:
     """Write a PNG with `count` rows: [original | swapped] at evenly spaced frames. Returns a summary."""
-    pb, pa = video.probe(before), video.probe(after)
+    pb, pa = probe.probe(before), probe.probe(after)
     total = min(pb.frames, pa.frames)
     if total == 0:
         raise BadInput("contact sheet: a video has no frames")

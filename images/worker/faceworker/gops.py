@@ -8,7 +8,7 @@ discards the `start - mezz_start` lead-in frames. The lead-in is at most one GOP
 
 Only plain inputs take this path: CFR, even-sized, unrotated yuv420p, no discarded or corrupt
 packets, and every piece is checked after the cut (packet count and first timestamp). Anything
-else returns None and the caller re-encodes (video.split), which also normalises.
+else returns None and the caller re-encodes (edit.split), which also normalises.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from faceworker import video
+from faceworker import ffmpeg, probe
 from faceworker.errors import BadInput
 from faceworker.lifeline import die_with_parent_preexec
 
@@ -48,10 +48,10 @@ class PacketIndex:
 
 def packet_index(path: str | os.PathLike[str]) -> PacketIndex:
     """One ffprobe demux pass (no decode) over the video packets."""
-    cmd = [video.FFPROBE, "-v", "error", "-select_streams", "v:0", "-show_entries",
+    cmd = [ffmpeg.FFPROBE, "-v", "error", "-select_streams", "v:0", "-show_entries",
            "packet=pts,flags:stream=time_base:format=start_time", "-of", "json", str(path)]
     proc = subprocess.run(cmd, capture_output=True, preexec_fn=die_with_parent_preexec())
-    video._check(proc.returncode, proc.stderr, f"probe {path}", bad_input=True)
+    ffmpeg.check_exit(proc.returncode, proc.stderr, f"probe {path}", bad_input=True)
     data = json.loads(proc.stdout or b"{}")
     tb = Fraction((data.get("streams") or [{}])[0].get("time_base", "1/1000"))
     start = float((data.get("format") or {}).get("start_time") or 0.0)
@@ -102,7 +102,7 @@ def _cut(src: str, index: PacketIndex, chunks: list[dict[str, int]], out: Path, 
             args += ["-map", f"{n}:v:0", "-c", "copy", "-frames:v", count, "-f", "matroska", str(dest),
                      "-map", f"{n}:v:0", "-c", "copy", "-frames:v", count, "-f", "framecrc",
                      str(logs / f"{c['chunk']:05d}.crc")]
-        video.run_ffmpeg(args, f"cut pieces of {src}", bad_input=True)
+        ffmpeg.run_ffmpeg(args, f"cut pieces of {src}", bad_input=True)
 
 
 def _piece_ok(listing: Path, index: PacketIndex, c: dict[str, int]) -> bool:
@@ -121,7 +121,7 @@ def _piece_ok(listing: Path, index: PacketIndex, c: dict[str, int]) -> bool:
 
 
 def split_copy(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], chunk_frames: int,
-               pr: video.Probe) -> list[dict[str, int]] | None:
+               pr: probe.Probe) -> list[dict[str, int]] | None:
     """Write `out_dir/<i:05d>/segment.mkv` by stream copy; None when the input needs the re-encode
     path (then nothing is left behind)."""
     if pr.needs_normalisation or pr.rotation or pr.pix_fmt != "yuv420p" or chunk_frames < 1:

@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from faceworker import video
+from faceworker import ffmpeg, frameio, probe
 from faceworker.errors import BadInput
 
 # Chosen by measurement (docs/engine.md): t1_2 is the largest face of t1.jpg (≈130 px box) and the most
@@ -174,17 +174,17 @@ def iter_target_frames(face_bgr: np.ndarray, n: int, size: tuple[int, int] = (12
 
 
 def write_target_video(frames: Iterable[np.ndarray], path: str | os.PathLike[str], fps: float, size: tuple[int, int],
-                       seconds: float, audio: bool = True, crf: int = 18) -> video.Probe:
+                       seconds: float, audio: bool = True, crf: int = 18) -> probe.Probe:
     """Encode frames to H.264 MP4 and add a sine audio track (AAC) of the same duration."""
     width, height = size
     path = str(path)
     with tempfile.TemporaryDirectory(prefix="sample-", dir=os.path.dirname(os.path.abspath(path))) as tmpd:
         silent = os.path.join(tmpd, "video.mp4")
-        with video.FrameWriter(silent, fps, width, height, crf=crf, preset="veryfast") as writer:
+        with frameio.FrameWriter(silent, fps, width, height, crf=crf, preset="veryfast") as writer:
             for frame in frames:
                 writer.write(frame)
         if audio:
-            video.run_ffmpeg(
+            ffmpeg.run_ffmpeg(
                 ["-i", silent, "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
                  "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", "96k",
                  "-movflags", "+faststart", path + ".tmp.mp4"],
@@ -193,7 +193,7 @@ def write_target_video(frames: Iterable[np.ndarray], path: str | os.PathLike[str
             os.replace(path + ".tmp.mp4", path)
         else:
             os.replace(silent, path)
-    return video.probe(path)
+    return probe.probe(path)
 
 
 def parse_size(text: str) -> tuple[int, int]:
