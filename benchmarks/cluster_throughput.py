@@ -21,10 +21,11 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "images" / "worker")]
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="ff-bench-cluster-"))
     os.environ.setdefault("FACEFACTORY_HOME", str(scratch / "caller"))
     results: dict[str, Any] = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": platform.node(),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"), "host": platform.node(),
         "cpus": os.cpu_count(), "orders": args.orders, "seconds": args.seconds, "size": args.size,
         "note": "shared machine: numbers are noisy; compare modes of one run only", "modes": {}}
     try:

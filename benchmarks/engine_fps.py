@@ -155,8 +155,8 @@ def bench_size(size: tuple[int, int], seconds: float, tmp: Path, crf: int, prese
         sys.stdout, sys.stderr = old
     mezz = root / "orders/bench/chunks/00000/segment.mkv"
     # best of two: the bounds are cheap, and the minimum is the least disturbed by other load
-    ffm = min((_cpu_of(lambda: bound_ffmpeg(mezz, tmp / f"b{h}.mp4", crf, preset)) for _ in range(2)))
-    pipe = min((_cpu_of(lambda: bound_pipe(mezz, tmp / f"p{h}.mp4", crf, preset)) for _ in range(2)))
+    ffm = min(_cpu_of(lambda: bound_ffmpeg(mezz, tmp / f"b{h}.mp4", crf, preset)) for _ in range(2))
+    pipe = min(_cpu_of(lambda: bound_pipe(mezz, tmp / f"p{h}.mp4", crf, preset)) for _ in range(2))
     load = os.getloadavg()[0]
     runs = {"default": _passes(_chunk_run(root, frames, crf, preset, None), frames, ffm)}
     if pool_workers is not None and pool_workers != runs["default"]["metrics_workers"]:

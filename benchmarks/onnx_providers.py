@@ -37,8 +37,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "onnx_providers.json"
@@ -48,9 +49,9 @@ for _p in (REPO / "images" / "worker", Path(__file__).resolve().parent):  # the 
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+import onnx_models  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
-import onnx_models  # noqa: E402
 from faceworker import packs as ff_packs  # noqa: E402
 from faceworker.align import align_crop  # noqa: E402
 from faceworker.enhancers import get_enhancer  # noqa: E402

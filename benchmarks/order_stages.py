@@ -56,7 +56,8 @@ def _count_workers() -> dict[str, int]:
 def run_stage(stage: str, media: Path, work: Path) -> dict[str, Any]:
     """One stage in this (fresh) process: import time, then the stage's own time."""
     t0 = time.perf_counter()
-    from operators import config, media as m
+    from operators import config
+    from operators import media as m
 
     if stage in ("quality_gate", "final_gate"):
         from quality import gate  # noqa: F401

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,7 @@ def task_rows(airflow_db: Path, run_id: str) -> list[dict[str, Any]]:
         con.close()
 
     def ts(value: str | None) -> float | None:
-        return datetime.fromisoformat(value).replace(tzinfo=timezone.utc).timestamp() if value else None
+        return datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp() if value else None
 
     return [{"task_id": r[0], "map_index": r[1], "state": r[2], "start": ts(r[3]), "end": ts(r[4])}
             for r in rows]
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(scratch, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": platform.node(),
+    doc = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "host": platform.node(),
            "cpus": os.cpu_count(), "results": results}
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"\nwritten {args.out}")

@@ -106,15 +106,15 @@ class ClusterStack:
     _services: list[Any] = field(default_factory=list)  # started services, stopped in reverse
 
     @classmethod
-    def from_environ(cls, root: Path, **kwargs: object) -> "ClusterStack":
+    def from_environ(cls, root: Path, **kwargs: Any) -> ClusterStack:
         """Production URLs from FACEFACTORY_CLUSTER_DB_URL / _BROKER_URL and the S3 settings."""
         return cls(root=root, db_url=os.environ.get("FACEFACTORY_CLUSTER_DB_URL", ""),
                    broker_url=os.environ.get("FACEFACTORY_CLUSTER_BROKER_URL", ""),
                    work_root=os.environ.get("FACEFACTORY_WORK_ROOT", "") if
                    os.environ.get("FACEFACTORY_WORK_ROOT", "").startswith("s3://") else "",
-                   publish_to=os.environ.get("FACEFACTORY_PUBLISH_TO", ""), **kwargs)  # type: ignore[arg-type]
+                   publish_to=os.environ.get("FACEFACTORY_PUBLISH_TO", ""), **kwargs)
 
-    def __enter__(self) -> "ClusterStack":
+    def __enter__(self) -> ClusterStack:
         self.start()
         return self
 

@@ -24,7 +24,7 @@ import os
 import posixpath
 import shutil
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -221,7 +221,7 @@ def _note_name(name: str, to: str) -> str:
 
 
 def _stamp(note: dict[str, Any], name: str, to: str) -> bytes:
-    body = {"manifest": name, "status": to, "at": datetime.now(timezone.utc).isoformat(), **note}
+    body = {"manifest": name, "status": to, "at": datetime.now(UTC).isoformat(), **note}
     return (json.dumps(body, indent=2, sort_keys=True, default=str) + "\n").encode()
 
 

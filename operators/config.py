@@ -8,12 +8,11 @@ Two kinds of setting live here:
 """
 from __future__ import annotations
 
-from typing import Any
-
 import os
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from facefactory import settings as ff_settings
 

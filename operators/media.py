@@ -10,6 +10,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,7 @@ class VideoInfo:
     vfr: bool
 
     @classmethod
-    def from_probe(cls, probe: dict[str, Any]) -> "VideoInfo":
+    def from_probe(cls, probe: dict[str, Any]) -> VideoInfo:
         """Read `faceworker probe` output (faceworker.probe.Probe.to_dict)."""
         try:
             fps = probe.get("fps_float")
@@ -373,7 +374,7 @@ def record_failure(context: Any) -> None:
     task logs. One file per try, not one shared file: mapped swaps fail concurrently, and a
     read-modify-write of a shared file would lose records."""
     try:
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         from operators.config import run_time
 
@@ -384,7 +385,7 @@ def record_failure(context: Any) -> None:
             return
         cfg = run_time()
         oa = area(cfg, str(order_id))
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         record = {
             "at": now.isoformat(),
             "run_id": context.get("run_id"),

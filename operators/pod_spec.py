@@ -146,7 +146,7 @@ class PodSettings:
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, lookup: Lookup = default_lookup, overrides: Mapping[str, str] | None = None) -> "PodSettings":
+    def from_config(cls, lookup: Lookup = default_lookup, overrides: Mapping[str, str] | None = None) -> PodSettings:
         """Resolve every setting: overrides > Airflow Variable > environment > default."""
         overrides = dict(overrides or {})
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ def miss_record(context: dict[str, Any] | None, interval_s: float | None = None)
     conf = dag_run.get("conf") or {}
     return {
         "event": "deadline_missed",
-        "recorded_at": datetime.now(timezone.utc).isoformat(),
+        "recorded_at": datetime.now(UTC).isoformat(),
         "dag_id": dag_run.get("dag_id"),
         "run_id": dag_run.get("dag_run_id") or dag_run.get("run_id"),
         "order_id": conf.get("order_id"),

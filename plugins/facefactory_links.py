@@ -13,11 +13,11 @@ import mimetypes
 import re
 from typing import Any
 
+from airflow.plugins_manager import AirflowPlugin
+from airflow.sdk import BaseOperatorLink
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from airflow.plugins_manager import AirflowPlugin
-from airflow.sdk import BaseOperatorLink
 from operators import names
 from operators.order_schema import ORDER_ID_PATTERN
 
@@ -71,10 +71,9 @@ def _order_area(order_id: str) -> Any:
 
 def published_uri(order_id: str, dag_id: str = DAG_ID) -> str | None:
     """The URI the ``publish`` task returned for this order's run (None before it succeeded)."""
-    from sqlalchemy import select  # noqa: F401 - Select is built by get_many
-
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
+    from sqlalchemy import select  # noqa: F401 - Select is built by get_many
 
     with create_session() as session:
         row = session.scalars(XComModel.get_many(run_id=RUN_PREFIX + order_id, key=names.XCOM_RETURN,

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
+
 from operators import names
 from operators.order_check import Problem, order_problems, refusal
 from operators.order_schema import ORDER_FIELDS, run_id_for
@@ -92,10 +93,9 @@ def _bad(detail: str, problems: list[Problem]) -> Verdict:
 
 def existing_run_state(run_id: str) -> str | None:
     """State of the order DAG's run `run_id` in the metadata DB (None = no such run)."""
-    from sqlalchemy import select
-
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         state = session.scalar(select(DagRun.state).where(DagRun.dag_id == DAG_ID,
@@ -105,12 +105,11 @@ def existing_run_state(run_id: str) -> str | None:
 
 async def may_trigger(scope: Scope) -> bool:
     """Would Airflow let this caller trigger the order DAG? (bearer token, else the UI cookie)"""
-    from starlette.requests import Request
-
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
     from airflow.api_fastapi.core_api.security import resolve_user_from_token
+    from starlette.requests import Request
 
     request = Request(scope)
     scheme, _, token = request.headers.get("authorization", "").partition(" ")

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from quality.calibration_data import FaceSet, build_faceset
-from quality.identity import DATA_DIR, Calibration, cosine_rows
+from quality.identity import DATA_DIR, Calibration
 
 THRESHOLD = 0.85
 ALPHAS = (1.0, 0.9, 0.8, 0.75, 0.7, 0.65, 0.6)

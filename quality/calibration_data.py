@@ -8,11 +8,10 @@ rotation, blur, noise): same-person pairs are pairs of views of one identity.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np

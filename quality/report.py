@@ -12,7 +12,7 @@ import html
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import cv2
@@ -146,7 +146,7 @@ def build_report(order_dir: str, order: dict | None = None, retries: dict[int, i
 <title>QA report — order {_e(order_id)}</title><style>{CSS}</style></head><body>
 <h1>QA report — order {_e(order_id)} {badge}</h1>
 <p class="muted">stage {_e(ff.get('stage'))} · suite {_e(validation.get('meta', {}).get('suite_version'))} ·
-calibration {_e(summary.get('calibration'))} · generated {datetime.now(timezone.utc).isoformat(timespec='seconds')}</p>
+calibration {_e(summary.get('calibration'))} · generated {datetime.now(UTC).isoformat(timespec='seconds')}</p>
 <h2>Order</h2>{_kv(order_rows) if order_rows else '<p class="muted">order conf not given</p>'}
 {_img(source_png, 'source face', 'source-face') if source_png else ''}
 <h2>Gate summary</h2>{_kv({k: v for k, v in summary.items() if k not in ('thresholds', 'failed_expectations')})}

@@ -20,7 +20,7 @@ from operators import names
 DAG_ID = names.DAG_ID
 
 
-def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("k8s", help="Kubernetes helpers (render the swap pod)")
     sub = parser.add_subparsers(dest="k8s_command", required=True)
     render = sub.add_parser(
@@ -46,7 +46,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 
 def parse_sets(pairs: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
     """Split `--set` pairs into order fields (typed per the order schema) and pod settings."""
-    from operators.order_schema import coerce_field, ORDER_FIELDS
+    from operators.order_schema import ORDER_FIELDS, coerce_field
     from operators.pod_spec import SETTINGS
 
     order: dict[str, Any] = {}

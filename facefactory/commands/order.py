@@ -19,14 +19,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from facefactory import settings as ff_settings
 from facefactory.deadlines import without_deadline
 from operators import names
-from operators.order_schema import coerce_field, ORDER_FIELDS, run_id_for
+from operators.order_schema import ORDER_FIELDS, coerce_field, run_id_for
 
 DAG_ID = names.DAG_ID
 EXIT_FAILED = 1
@@ -60,7 +60,7 @@ def build_conf(args: argparse.Namespace) -> dict[str, Any]:
     """The order conf from the command line, validated against the order schema."""
     from operators.order_check import order_problems
 
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     conf: dict[str, Any] = {
         "order_id": args.order_id or f"cli-{stamp}-{secrets.token_hex(2)}",
         "source": args.source,
@@ -99,7 +99,7 @@ def ensure_embedded_airflow() -> Path:
             [airflow, "pools", "set", "gpu_swaps", str(settings.swap_slots), "GPU swap slots (one chunk each)"],
             env=env, check=True, stdout=subprocess.DEVNULL,
         )
-        marker.write_text(datetime.now(timezone.utc).isoformat())
+        marker.write_text(datetime.now(UTC).isoformat())
     return home
 
 
@@ -113,20 +113,18 @@ def _load_dag() -> Any:
 
 
 def _existing_run(run_id: str) -> Any:
-    from sqlalchemy import select
-
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         return session.scalar(select(DagRun).where(DagRun.dag_id == DAG_ID, DagRun.run_id == run_id))
 
 
 def _delete_run(run_id: str) -> None:
-    from sqlalchemy import delete
-
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
+    from sqlalchemy import delete
 
     with create_session() as session:
         session.execute(delete(DagRun).where(DagRun.dag_id == DAG_ID, DagRun.run_id == run_id))
@@ -134,10 +132,9 @@ def _delete_run(run_id: str) -> None:
 
 def published_uri(run_id: str) -> str | None:
     """The `publish` task's XCom (the published URI) of a run."""
-    from sqlalchemy import select
-
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         value = session.scalar(
@@ -153,10 +150,9 @@ def published_uri(run_id: str) -> str | None:
 
 def failed_tasks(run_id: str) -> list[tuple[str, int, str]]:
     """(task_id, map_index, state) of the run's unsuccessful task instances."""
-    from sqlalchemy import select
-
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         rows = session.execute(

@@ -11,7 +11,7 @@ import json
 import sys
 
 
-def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("s3", help="S3 bucket set-up (lifecycle rules, tags)")
     sub = parser.add_subparsers(dest="s3_command", required=True)
 

@@ -29,7 +29,7 @@ class ClientSettings:
     region_name: str | None = None
 
     @classmethod
-    def from_env(cls, conn_id: str = DEFAULT_CONN_ID, env: dict[str, str] | None = None) -> "ClientSettings":
+    def from_env(cls, conn_id: str = DEFAULT_CONN_ID, env: dict[str, str] | None = None) -> ClientSettings:
         env = dict(os.environ if env is None else env)
         mode = env.get("FACEFACTORY_S3_RETRY_MODE", "standard").strip() or "standard"
         if mode not in RETRY_MODES:

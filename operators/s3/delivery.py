@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from operators.s3 import cdn
 from operators.s3.client import ClientSettings, cloudfront_client, s3_client
@@ -33,7 +34,7 @@ class CdnOptions:
     presign_expiry_s: int = 24 * 3600
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "CdnOptions":
+    def from_env(cls, env: dict[str, str] | None = None) -> CdnOptions:
         env = dict(os.environ if env is None else env)
         return cls(
             distribution_id=env.get("FACEFACTORY_CDN_DISTRIBUTION_ID") or None,

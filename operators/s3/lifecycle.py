@@ -17,7 +17,6 @@ from faceworker.workarea import (
     INTERMEDIATE_KEY,
     INTERMEDIATE_TAG_KEY,
     INTERMEDIATE_TAG_VALUE,
-    intermediate_tagging,  # re-exported: operators.s3.workarea tags its uploads with it
 )
 from operators.s3.errors import classify
 

@@ -14,15 +14,16 @@ import base64
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from boto3.s3.transfer import TransferConfig
 
-from operators.s3.errors import S3IntegrityError, S3NotFoundError, S3PermanentError, classify
 from faceworker.spec import sha256_file
+from operators.s3.errors import S3IntegrityError, S3NotFoundError, S3PermanentError, classify
 from operators.s3.ingest import head, sha256_object
 from operators.s3.mediatype import sniff
 from operators.s3.uris import S3Uri, parse_s3_uri
@@ -56,7 +57,7 @@ class PublishOptions:
             raise ValueError("multipart chunk size must be at least 5 MiB (S3 minimum part size)")
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "PublishOptions":
+    def from_env(cls, env: dict[str, str] | None = None) -> PublishOptions:
         env = dict(os.environ if env is None else env)
         mib = 1024 * 1024
         default = cls()
@@ -199,7 +200,7 @@ def publish_video(
 ) -> PublishResult:
     """Publish `path` for `order_id` under the `publish_to` prefix (s3://bucket/prefix)."""
     options = options or PublishOptions.from_env()
-    when = (when or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    when = (when or datetime.now(UTC)).astimezone(UTC)
     prefix = parse_s3_uri(publish_to, require_key=False, prefix=True)
     path = Path(path)
     if not path.is_file():

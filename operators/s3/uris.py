@@ -31,7 +31,7 @@ class S3Uri:
     def uri(self) -> str:
         return str(self)
 
-    def join(self, *parts: str) -> "S3Uri":
+    def join(self, *parts: str) -> S3Uri:
         """Append path segments; the result is validated like any key (no '', '.', '..')."""
         key = "/".join([self.key, *map(str, parts)] if self.key else map(str, parts))
         return S3Uri(self.bucket, validate_key(key, self.bucket))

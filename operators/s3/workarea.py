@@ -13,13 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from faceworker.workarea import LocalStore, OrderArea, S3Store, Store, open_store
-
+from faceworker.spec import sha256_file
+from faceworker.workarea import LocalStore, OrderArea, S3Store, Store, intermediate_tagging, open_store
 from operators.s3.client import ClientSettings, s3_client, worker_env
 from operators.s3.errors import S3PermanentError
-from faceworker.spec import sha256_file
 from operators.s3.ingest import copy_object, download, head
-from operators.s3.lifecycle import intermediate_tagging
 from operators.s3.uris import is_s3_uri, parse_s3_uri
 
 

@@ -12,15 +12,25 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from airflow_server import LENIENT, ORDER_DAG, AirflowServer
 from cluster_checks import (
-    SERVICE_ERRORS, SOURCES, SWAP_TASKS, download, faceworker_verify, identity_votes, max_overlap,
-    scratch, source_embeddings, task_instances, tries, when,
+    SERVICE_ERRORS,
+    SOURCES,
+    SWAP_TASKS,
+    download,
+    faceworker_verify,
+    identity_votes,
+    max_overlap,
+    scratch,
+    source_embeddings,
+    task_instances,
+    tries,
+    when,
 )
 
 from facefactory.cluster import GPU_QUEUE, HEARTBEAT_TIMEOUT_S, WorkerSpec
@@ -122,7 +132,7 @@ def test_twelve_orders_at_once(cluster: dict[str, Any], media: dict[str, Any], s
     # The gpu_swaps pool (2 slots) was never exceeded.
     swaps = [(when(ti["start_date"]), when(ti["end_date"])) for ti in ran if ti["task_id"] in SWAP_TASKS]
     assert all(s and e for s, e in swaps)
-    assert max_overlap(swaps) <= cluster["env"].gpu_slots  # type: ignore[arg-type]
+    assert max_overlap(swaps) <= cluster["env"].gpu_slots
 
     # No task failed or retried because of the database or the broker.
     assert all(ti["try_number"] == 1 for ti in ran), [
@@ -166,12 +176,12 @@ def test_gpu_worker_killed_mid_chunk(cluster: dict[str, Any], media: dict[str, A
     _wait_for(one_done_one_running, 600, "no swap chunk done + one running on gpu-1", 0.5)
     done_before = {ti["map_index"] for ti in task_instances(server, run_id)
                    if ti["task_id"] == "swap" and ti["state"] == "success"}
-    killed_at = datetime.now(timezone.utc)
+    killed_at = datetime.now(UTC)
     env.kill_worker("gpu-1")
     env.start_worker(WorkerSpec("gpu-2", (GPU_QUEUE,), env.worker_specs["gpu-1"].concurrency))
     states = wait_all(server, [run_id])
     assert states[run_id] == "success", server.diagnose(ORDER_DAG, run_id)
-    published_at = datetime.now(timezone.utc)
+    published_at = datetime.now(UTC)
 
     by_index: dict[int, list[dict[str, Any]]] = {}
     for t in tries(server, run_id, "swap"):

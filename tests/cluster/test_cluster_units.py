@@ -137,7 +137,7 @@ def test_the_order_dag_puts_swaps_on_the_gpu_queue(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("FACEFACTORY_SWAP_QUEUE", cluster.GPU_QUEUE)
     spec = importlib.util.spec_from_file_location("ff_order_dag_gpu", REPO / "dags" / "face_swap_order.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    spec.loader.exec_module(module)
     dag = module.face_swap_order() if callable(getattr(module, "face_swap_order", None)) else None
     dag = dag or next(v for v in vars(module).values() if type(v).__name__ == "DAG")
     queues = {t.task_id: (t.partial_kwargs.get("queue") if hasattr(t, "partial_kwargs") else t.queue)

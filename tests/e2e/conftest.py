@@ -12,10 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from airflow_server import (
-    BULK_DAG, ORDER_DAG, AirflowServer, running_airflow, sample_order, server_env,
+    BULK_DAG,
+    ORDER_DAG,
+    AirflowServer,
+    running_airflow,
+    sample_order,
+    server_env,
 )
+
 
 @pytest.fixture(scope="session")
 def airflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowServer]:

@@ -9,8 +9,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-
 from airflow_server import ORDER_DAG, AirflowServer, sample_order
+
 from facefactory.client import ClientError, OrderClient, ServerConfig
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1200)]

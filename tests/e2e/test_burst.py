@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from burst import run_burst
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1200)]

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from airflow_server import LENIENT, ORDER_DAG, AirflowServer
 from catalogue import BY_ID, CASES, PUBLISHED, REFUSED, Case, build_media, normalise_message, order_conf, write_doc
 

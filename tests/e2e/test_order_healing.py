@@ -14,7 +14,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from healing_media import build_faceless_start_order
 
 pytestmark = pytest.mark.slow

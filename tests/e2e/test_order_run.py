@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -243,13 +244,13 @@ def test_order_run_refuses_while_a_scheduler_shares_the_database(env) -> None:
     """`order run` executes tasks from its own process (facefactory.parallel_run); a live scheduler on the same DB
     would run them too. With a scheduler heartbeating, the command refuses and says what to do."""
     import threading
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     db_path = Path(env["AIRFLOW_HOME"]) / "airflow.db"
     stop = threading.Event()
 
     def now() -> str:
-        return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
     db = sqlite3.connect(db_path)
     cur = db.execute(

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from airflow_server import BULK_DAG, ORDER_DAG, AirflowServer, sample_order
+
 from operators.order_check import order_problems, refusal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1500)]

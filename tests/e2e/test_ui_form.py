@@ -15,8 +15,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from airflow_server import ORDER_DAG, AirflowServer
+
 
 def expect(locator):  # noqa: ANN001, ANN201 - imported lazily: playwright is a test-only dependency
     from playwright.sync_api import expect as _expect

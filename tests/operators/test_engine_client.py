@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from airflow.sdk.exceptions import AirflowFailException
 
 from faceworker import errors

@@ -13,7 +13,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from operators.face_swap_pod import (

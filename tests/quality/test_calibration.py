@@ -86,7 +86,8 @@ def test_procedure_is_recognizer_agnostic(faceset, tmp_path, monkeypatch):
     by the same build(); the result is found for ``arcface:<pack>`` in the pack's dir."""
     from dataclasses import replace
 
-    from quality.identity import calibrated_cosine, load_calibration as load
+    from quality.identity import calibrated_cosine
+    from quality.identity import load_calibration as load
 
     rng = np.random.default_rng(7)
     q, _ = np.linalg.qr(rng.normal(size=(512, 128)))

@@ -5,10 +5,10 @@ import json
 
 import numpy as np
 import pytest
+from synthetic import make_order, raw_from_calibrated
 
 from quality.gate import evaluate
 from quality.identity import calibrated_cosine, load_calibration
-from synthetic import make_order, raw_from_calibrated
 
 ORDER = {"min_id_cosine": 0.85, "min_psnr_db": 30.0}
 

@@ -24,9 +24,10 @@ def s3(monkeypatch):
 
 
 def test_gate_and_report_on_s3(tmp_path, s3):
+    from synthetic import make_order
+
     from quality.gate import evaluate
     from quality.report import build_report
-    from synthetic import make_order
 
     local = make_order(tmp_path, bad_identity={2: [100]}, frames=120)
     for path in local.rglob("*"):

@@ -4,11 +4,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from synthetic import make_order
 
 from quality.cost import order_cost
 from quality.gate import evaluate
 from quality.report import build_report
-from synthetic import make_order
 
 
 def test_report_from_failed_gate_names_failures(tmp_path):
@@ -58,6 +58,7 @@ def _write_thumbs(order, chunks, strangers=()):
     The synthetic rows' raw cosine is flat; the engine's own would be low for a stranger's face."""
     import cv2
     import numpy as np
+
     from faceworker import thumbs
 
     for c in chunks:
@@ -76,6 +77,7 @@ def _write_thumbs(order, chunks, strangers=()):
 def test_contact_sheet_from_the_swap_tasks_thumbnails(tmp_path):
     import cv2
     import numpy as np
+
     from quality.contact import contact_sheet_png
     from quality.frames import load_order_frames
 

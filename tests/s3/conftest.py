@@ -13,9 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from s3_server import MotoServer, start_moto_server
-
 from s3_support import connection_json, make_mp4
 
 

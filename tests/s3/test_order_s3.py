@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from s3_support import KEY_ID, REGION, SECRET, connection_json
 from s3_server import MotoServer
+from s3_support import KEY_ID, REGION, SECRET, connection_json
 
 from operators.s3.client import make_client
 

@@ -10,9 +10,9 @@ import json
 from typing import Any
 
 import pytest
-from s3_support import connection_json
 from s3_faults import FaultProxy
 from s3_server import MotoServer
+from s3_support import connection_json
 
 from operators.s3 import cdn
 from operators.s3.client import ClientSettings, cloudfront_client, make_client

@@ -5,9 +5,9 @@ import json
 import os
 
 import pytest
-from s3_support import REGION
 from s3_faults import FaultProxy
 from s3_server import MotoServer
+from s3_support import REGION
 
 from operators.s3.client import ClientSettings, s3_client
 from operators.s3.errors import S3TransientError

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from s3_support import connection_json
 from s3_faults import FaultProxy
 from s3_server import MotoServer
+from s3_support import connection_json
 
 from operators.s3.client import ClientSettings, make_client, s3_client
 from operators.s3.errors import (

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from facefactory.cli import main
-
-from operators.s3.lifecycle import LifecyclePolicy, apply_lifecycle, intermediate_tagging, tag_intermediates
+from faceworker.workarea import intermediate_tagging
+from operators.s3.lifecycle import LifecyclePolicy, apply_lifecycle, tag_intermediates
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -10,20 +10,20 @@ import subprocess
 import sys
 import textwrap
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from s3_support import SECRET, make_mp4
 from s3_server import MotoServer
+from s3_support import SECRET, make_mp4
 
 from operators.s3.client import make_client
 from operators.s3.delivery import CdnOptions, publish_and_deliver
 from operators.s3.errors import S3NotFoundError, S3PermanentError, S3UriError
 from operators.s3.publish import PublishOptions, publish_video
 
-WHEN = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+WHEN = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 QUALITY = {"passed": True, "mean_id_cosine": 0.912, "min_psnr_db": 38.4, "frames": 50}
 
 
@@ -109,7 +109,7 @@ def test_killed_between_temp_upload_and_copy_then_rerun_completes(
     final = f"published/2026/11/order-k/{digest}.mp4"
     assert _keys(s3, bucket) == [f"published/.incoming/order-k/{digest}.mp4"]  # nothing under the final key
     result = publish_video(s3, small_mp4, f"s3://{bucket}/published", "order-k",
-                           when=datetime(2026, 11, 26, tzinfo=timezone.utc))
+                           when=datetime(2026, 11, 26, tzinfo=UTC))
     assert "temp_reused" in result.stages and "temp_uploaded" not in result.stages
     assert _keys(s3, bucket) == [final, "published/2026/11/order-k/manifest.json"]
     assert s3.get_object(Bucket=bucket, Key=final)["Body"].read() == small_mp4.read_bytes()
@@ -166,7 +166,7 @@ def test_cloudfront_invalidation_created_and_recorded(aws_env: MotoServer, s3: A
     inv = out["invalidation"]
     assert inv["distribution_id"] == dist_id and inv["invalidation_id"]
     assert inv["status"].lower() == "completed"
-    assert inv["paths"] == [f"/{out['key']}", f"/published/2026/11/order-cdn/manifest.json"]
+    assert inv["paths"] == [f"/{out['key']}", "/published/2026/11/order-cdn/manifest.json"]
     assert out["cdn_url"] == f"https://{domain}/{out['key']}"
     listed = make_client("cloudfront").list_invalidations(DistributionId=dist_id)["InvalidationList"]
     assert inv["invalidation_id"] in [item["Id"] for item in listed.get("Items", [])]

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from s3_support import make_mp4
 
 from operators.s3.publish import PublishOptions, publish_video
 
-WHEN = datetime(2026, 11, 26, tzinfo=timezone.utc)
+WHEN = datetime(2026, 11, 26, tzinfo=UTC)
 MIB = 1024 * 1024
 SCRIPT = textwrap.dedent(
     """

@@ -5,7 +5,7 @@ whose outputs depend on their inputs (a wrong wiring changes the numbers), on re
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -144,14 +144,14 @@ def make_pack(model_dir: Path, name: str = "tinyswap", *, swapper: bool = True, 
 
 
 # -- real faces ---------------------------------------------------------------------------------
-@lru_cache(maxsize=None)
+@cache
 def astronaut_bgr() -> np.ndarray:
     from skimage import data
 
     return np.ascontiguousarray(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
 
 
-@lru_cache(maxsize=None)
+@cache
 def insightface_image(name: str) -> np.ndarray:
     import importlib.util
 
@@ -162,7 +162,7 @@ def insightface_image(name: str) -> np.ndarray:
     return img
 
 
-@lru_cache(maxsize=None)
+@cache
 def _analyzer():
     from faceworker.faces import FaceAnalyzer
 
@@ -174,7 +174,7 @@ def detect_faces(image_bgr: np.ndarray):
     return _analyzer().detect(image_bgr)
 
 
-@lru_cache(maxsize=None)
+@cache
 def astronaut_face():
     """The astronaut's face (the only detection on the bare 512x512 photo)."""
     faces = detect_faces(astronaut_bgr())

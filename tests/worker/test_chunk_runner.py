@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from worker_support import CountingSession, fake_measure, prepared_order
+
 from faceworker import frameio, probe
 from faceworker.chunk_runner import run_chunk
 from faceworker.errors import BadInput
@@ -117,8 +117,9 @@ def test_bad_options(order_root: Path) -> None:
 
 
 def test_s3_work_root(order_root: Path, s3_bucket: str, counting_session: type[CountingSession]) -> None:
-    import boto3
     import os
+
+    import boto3
 
     s3 = boto3.client("s3", endpoint_url=os.environ["FACEFACTORY_S3_ENDPOINT_URL"], region_name="us-east-1")
     base = order_root / "orders/o1"
@@ -192,9 +193,8 @@ def test_detector_options_go_to_the_session_not_the_swapper(order_root: Path,
 
 
 def test_metrics_workers_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    from faceworker.chunk_runner import METRICS_WORKERS_ENV, MIN_FRAMES_FOR_WORKERS, metrics_workers
-
     import faceworker.chunk_runner as cr
+    from faceworker.chunk_runner import METRICS_WORKERS_ENV, MIN_FRAMES_FOR_WORKERS, metrics_workers
 
     monkeypatch.delenv(METRICS_WORKERS_ENV, raising=False)
     monkeypatch.setattr(cr, "usable_cpus", lambda: 16)

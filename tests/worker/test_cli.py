@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from worker_support import make_order
+
 from faceworker.sample import insightface_images_dir
 
 FACEWORKER = str(Path(sys.executable).with_name("faceworker"))

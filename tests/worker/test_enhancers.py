@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import onnx_builders as ob  # noqa: E402
 
-from faceworker.align import five_points, ffhq_template  # noqa: E402
+from faceworker.align import ffhq_template, five_points  # noqa: E402
 from faceworker.enhancers import get_enhancer  # noqa: E402
 from faceworker.enhancers.gfpgan import OnnxGfpganEnhancer, import_gfpgan_arch  # noqa: E402
 from faceworker.errors import BadInput  # noqa: E402

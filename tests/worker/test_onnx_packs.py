@@ -9,8 +9,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 import onnx
+import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
@@ -18,11 +18,18 @@ sys.path.insert(0, str(Path(__file__).parent))
 import onnx_builders as ob  # noqa: E402
 
 from faceworker.align import (  # noqa: E402
-    align_crop, arcface_template, ffhq_template, five_points, paste_back, similarity_transform, transform_points,
+    align_crop,
+    arcface_template,
+    ffhq_template,
+    five_points,
+    paste_back,
+    similarity_transform,
+    transform_points,
 )
 from faceworker.errors import BadInput  # noqa: E402
 from faceworker.onnx_runtime import CPU, CUDA, RuntimeConfig, choose_providers, create_session  # noqa: E402
-from faceworker.packs import load_pack, main as packs_main, sha256_file  # noqa: E402
+from faceworker.packs import load_pack, sha256_file  # noqa: E402
+from faceworker.packs import main as packs_main
 from faceworker.recognizers import load_pack_recognizer  # noqa: E402
 from faceworker.swappers import get_swapper  # noqa: E402
 from faceworker.swappers.inswapper import InswapperSwapper  # noqa: E402

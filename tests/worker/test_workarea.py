@@ -94,7 +94,7 @@ def test_s3_roundtrip(s3_bucket: str, tmp_path: Path) -> None:
         area.read_bytes("input/nope.png")
 
 
-def _race(area: "object", rel: str, n: int = 8) -> list[bool]:
+def _race(area: object, rel: str, n: int = 8) -> list[bool]:
     """n threads creating `rel` at once, each with its own content; which of them created it."""
     import threading
 

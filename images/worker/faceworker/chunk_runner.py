@@ -21,9 +21,9 @@ import numpy as np
 
 from faceworker import ffmpeg, frameio, probe
 from faceworker.errors import BadInput
-from faceworker.image_header import check_pixels
 from faceworker.frames import FrameView
 from faceworker.id_sampling import ID_SAMPLE_EVERY
+from faceworker.image_header import check_pixels
 from faceworker.logs import Logger, Progress, get_logger
 from faceworker.masks import RegionMask
 from faceworker.spec import ChunkSpec, done_matches, done_record, sha256_bytes, spec_hash

@@ -20,7 +20,6 @@ from faceworker.logs import Logger, get_logger
 from faceworker.spec import FACE_SELECTORS
 from faceworker.workarea import OrderArea, WorkArea, open_store, scratch
 
-
 # --------------------------------------------------------------------------- helpers
 
 

@@ -23,7 +23,7 @@ def _to_gray(bgr: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
 
 
-def _rect(bbox: tuple[int, int, int, int]) -> "dlib.rectangle":
+def _rect(bbox: tuple[int, int, int, int]) -> dlib.rectangle:
     x0, y0, x1, y1 = (int(v) for v in bbox)
     return dlib.rectangle(x0, y0, x1, y1)
 
@@ -49,7 +49,7 @@ class DlibRecognizer:
         models.face_recognizer()
 
     @staticmethod
-    def _crop_shape(image_bgr: np.ndarray, face: Face) -> tuple[np.ndarray, "dlib.full_object_detection"]:
+    def _crop_shape(image_bgr: np.ndarray, face: Face) -> tuple[np.ndarray, dlib.full_object_detection]:
         """The RGB crop around the face and its 68 landmarks in crop coordinates (what dlib aligns)."""
         lm = np.asarray(face.landmarks, np.float32)
         x0, y0, x1, y1 = landmark_bbox(lm)
@@ -115,7 +115,7 @@ class DeferredEmbedding:
         """The descriptor if something already computed it, else None (computes nothing)."""
         return self._value
 
-    def future(self, embedder: "ChipEmbedder") -> Any:
+    def future(self, embedder: ChipEmbedder) -> Any:
         """A Future of (descriptor, ms), submitted to `embedder` once however often it is asked."""
         if self._future is None:
             if self._value is not None:
@@ -128,7 +128,7 @@ class DeferredEmbedding:
         return self._future
 
 
-def embedding_vector(embedding: "np.ndarray | DeferredEmbedding | None") -> np.ndarray | None:
+def embedding_vector(embedding: np.ndarray | DeferredEmbedding | None) -> np.ndarray | None:
     """The embedding as an array, computing a deferred one now."""
     return embedding.value() if isinstance(embedding, DeferredEmbedding) else embedding
 
@@ -179,7 +179,7 @@ class ChipEmbedder:
             sys.modules["__main__"] = real_main
         del warm  # not waited for: the model loads while the caller carries on
 
-    def submit(self, chip: np.ndarray) -> "Any":
+    def submit(self, chip: np.ndarray) -> Any:
         """A concurrent.futures.Future of chip_descriptor(chip) (already done when inline)."""
         if self._pool is None:
             import concurrent.futures
@@ -195,7 +195,7 @@ class ChipEmbedder:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def __enter__(self) -> "ChipEmbedder":
+    def __enter__(self) -> ChipEmbedder:
         return self
 
     def __exit__(self, *exc: object) -> None:

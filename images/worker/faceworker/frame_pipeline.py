@@ -5,7 +5,6 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import cv2
 import numpy as np
 
 from faceworker.faces import FaceAnalyzer

@@ -243,7 +243,7 @@ class FrameWriter:
         except FileNotFoundError:
             pass
 
-    def __enter__(self) -> "FrameWriter":
+    def __enter__(self) -> FrameWriter:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:

@@ -8,8 +8,6 @@ every other pixel reaches the encoder exactly as it was decoded.
 """
 from __future__ import annotations
 
-from typing import Union
-
 import cv2
 import numpy as np
 
@@ -55,7 +53,7 @@ class FrameView:
         self._gray_box: Box | None = None
 
     @classmethod
-    def of(cls, frame: "FrameLike") -> "FrameView":
+    def of(cls, frame: FrameLike) -> FrameView:
         return frame if isinstance(frame, FrameView) else cls(bgr=frame)
 
     @property

@@ -5,7 +5,7 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
@@ -18,7 +18,7 @@ class Logger:
         self._fields = dict(fields or {})
         self._stream = stream
 
-    def bind(self, **fields: Any) -> "Logger":
+    def bind(self, **fields: Any) -> Logger:
         merged = {**self._fields, **{k: v for k, v in fields.items() if v is not None}}
         return Logger(merged, self._stream)
 
@@ -27,7 +27,7 @@ class Logger:
         if _LEVELS.get(level, 20) < minimum:
             return
         record: dict[str, Any] = {
-            "ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "level": level,
             "event": event,
         }

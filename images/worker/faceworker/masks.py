@@ -22,7 +22,7 @@ class RegionMask:
         self._parts: list[tuple[Box, bytes]] = []  # box, np.packbits of its (h*w) set pixels
 
     @classmethod
-    def from_full(cls, mask: np.ndarray) -> "RegionMask":
+    def from_full(cls, mask: np.ndarray) -> RegionMask:
         """The set pixels of a frame-sized mask, kept as their bounding box."""
         out = cls(mask.shape[:2])
         x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask))
@@ -51,7 +51,7 @@ class RegionMask:
     def any(self) -> bool:
         return bool(self._parts)
 
-    def dilated(self, radius: int) -> "RegionMask":
+    def dilated(self, radius: int) -> RegionMask:
         """Pixels within Euclidean distance `radius` of a set pixel (a disc dilation, part by part:
         the dilation of a union is the union of the dilations)."""
         h, w = self.shape

@@ -53,7 +53,7 @@ def cache_dir() -> Path:
 
 
 @functools.cache
-def hog_detector() -> "dlib.fhog_object_detector":
+def hog_detector() -> dlib.fhog_object_detector:
     """dlib's frontal HOG detector. Building it from dlib's built-in description costs ~0.7-1.3 s
     per process (every swap chunk paid it); the same detector saved as a file loads in ~1 ms, so
     the first process saves it and the rest load it. Any problem with the file: built as before."""
@@ -75,10 +75,10 @@ def hog_detector() -> "dlib.fhog_object_detector":
 
 
 @functools.cache
-def shape_predictor_68() -> "dlib.shape_predictor":
+def shape_predictor_68() -> dlib.shape_predictor:
     return dlib.shape_predictor(str(model_path("shape68")))
 
 
 @functools.cache
-def face_recognizer() -> "dlib.face_recognition_model_v1":
+def face_recognizer() -> dlib.face_recognition_model_v1:
     return dlib.face_recognition_model_v1(str(model_path("resnet")))

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import onnxruntime as ort
 
@@ -39,7 +40,7 @@ class RuntimeConfig:
     cuda_device_id: int = 0
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "RuntimeConfig":
+    def from_env(cls, env: dict[str, str] | None = None) -> RuntimeConfig:
         env = dict(os.environ if env is None else env)
         provider = env.get("FACEFACTORY_EXECUTION_PROVIDER", "auto").strip().lower() or "auto"
         if provider not in PROVIDER_CHOICES:

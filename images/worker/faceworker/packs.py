@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from faceworker.spec import sha256_file as _sha256_stream
 from faceworker.errors import BadInput
+from faceworker.spec import sha256_file as _sha256_stream
 
 ROLES = ("swapper", "recognizer", "enhancer")
 FORMATS = ("onnx", "pth")

@@ -65,7 +65,7 @@ class Probe:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Probe":
+    def from_dict(cls, data: dict[str, Any]) -> Probe:
         known = {f for f in cls.__dataclass_fields__}
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["fps"] = Fraction(str(data["fps"]))

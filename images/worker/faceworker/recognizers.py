@@ -6,8 +6,8 @@ of an aligned 112x112 face; this module is the one place that computes it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np

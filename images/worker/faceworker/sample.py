@@ -14,9 +14,9 @@ import importlib.util
 import math
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 import cv2

@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 from faceworker import ENGINE_VERSION
@@ -45,7 +45,7 @@ class ChunkSpec:
     crf: int = 18
     preset: str = "veryfast"
 
-    def validate(self) -> "ChunkSpec":
+    def validate(self) -> ChunkSpec:
         if self.chunk < 0:
             raise BadInput(f"chunk must be >= 0, got {self.chunk}")
         if self.start < 0 or self.end <= self.start:
@@ -134,7 +134,7 @@ def done_record(spec: ChunkSpec, spec_hash_: str, frames: int, timings: dict[str
         "enhancer": spec.enhancer,
         "timings": timings,
         "summary": summary,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

@@ -18,7 +18,7 @@ class Face:
     landmarks: np.ndarray  # float32 [68, 2] (dlib 68-point order)
     score: float = 1.0
     # recognizer embedding, filled on demand; a DeferredEmbedding computes it on first use
-    embedding: "np.ndarray | DeferredEmbedding | None" = None
+    embedding: np.ndarray | DeferredEmbedding | None = None
 
     @property
     def size(self) -> float:

@@ -298,8 +298,8 @@ def _translate_client_error(exc: Exception, uri: str) -> Exception:
 @contextmanager
 def _s3_errors(uri: str, passthrough: bool = False) -> Iterator[None]:
     """Map botocore errors: connection problems -> TransientError, 404 -> BadInput."""
-    from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
-    from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
+    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, ReadTimeoutError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
 
     try:
         yield

@@ -19,7 +19,6 @@ from faceworker import blend, geometry
 from faceworker.errors import BadInput
 from faceworker.types import Face, SourceFace
 
-
 # target skin statistics from every 2nd row/column: a quarter of the colour conversion, the mean
 # and std move by < 0.1 LAB levels on the sample order
 _STATS_STEP = 2
