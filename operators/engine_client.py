@@ -155,8 +155,6 @@ def call(args: Sequence[str], *, timeout_s: float, logger: LineLogger,
     return result_of(run(argv, name=args[0] if args else "", logger=logger, env=env, timeout_s=timeout_s))
 
 
-
-
 def _parent_death_signal() -> Any:
     """A `preexec_fn` that makes Linux SIGKILL the engine when the task process dies (the one
     mechanism of faceworker.lifeline); None where prctl is missing."""

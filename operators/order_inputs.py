@@ -92,10 +92,15 @@ def bind(order_area: Any, order: Mapping[str, Any], inputs: Mapping[str, uris.Or
     if order_area.create_json(BINDING_REL, now):
         return now
     recorded = order_area.read_json(BINDING_REL)
+    _refuse_if_changed(order_area, order, recorded, now)
+    return recorded
+
+
+def _refuse_if_changed(order_area: Any, order: Mapping[str, Any], recorded: Mapping[str, Any],
+                       now: Mapping[str, Any]) -> None:
     changed = changes(recorded, now)
     if changed:
         raise InputsChanged(refusal(str(order["order_id"]), changed, order_area.uri(BINDING_REL)))
-    return recorded
 
 
 def parse_inputs(order: Mapping[str, Any], roots: tuple[Any, ...]) -> dict[str, uris.OrderUri | None]:
@@ -120,7 +125,4 @@ def check_rerun(order: Mapping[str, Any], cfg: Any, order_area: Any) -> None:
         inputs = parse_inputs(order, cfg.input_roots)
     except uris.UriError:
         return
-    recorded = order_area.read_json(BINDING_REL)
-    changed = changes(recorded, binding(order, inputs))
-    if changed:
-        raise InputsChanged(refusal(str(order["order_id"]), changed, order_area.uri(BINDING_REL)))
+    _refuse_if_changed(order_area, order, order_area.read_json(BINDING_REL), binding(order, inputs))
