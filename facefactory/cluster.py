@@ -45,6 +45,7 @@ class WorkerSpec:
     name: str
     queues: tuple[str, ...]
     concurrency: int
+    env: dict[str, str] = field(default_factory=dict)  # this node's own extra settings (tests: hooks)
 
 
 def default_workers(gpu_workers: int = 1, gpu_slots: int = 2, cpu_slots: int = 4) -> list[WorkerSpec]:
@@ -141,6 +142,7 @@ class ClusterEnv(AirflowEnv):
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(af_home / "logs"),
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port),
         })
+        env.update(spec.env)
         return env
 
     def start_worker(self, spec: WorkerSpec) -> None:

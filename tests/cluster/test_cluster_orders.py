@@ -34,6 +34,7 @@ from cluster_checks import (
 )
 
 from facefactory.cluster import GPU_QUEUE, HEARTBEAT_TIMEOUT_S, WorkerSpec
+from faceworker.testhooks import PAUSE_AT, PAUSE_DIR, PAUSE_S
 
 pytestmark = pytest.mark.slow
 
@@ -158,27 +159,33 @@ def _wait_for(pred: Any, timeout: float, what: str, poll: float = 1.0) -> Any:
     raise TimeoutError(what)
 
 
-def test_gpu_worker_killed_mid_chunk(cluster: dict[str, Any], media: dict[str, Any], s3: Any) -> None:
+def test_gpu_worker_killed_mid_chunk(cluster: dict[str, Any], media: dict[str, Any], s3: Any,
+                                    tmp_path: Path) -> None:
     """SIGKILL gpu-1 (its whole process tree: the host is gone) while it swaps a chunk; a
-    replacement worker gpu-2 (new home, new hostname) finishes the order."""
+    replacement worker gpu-2 (new home, new hostname) finishes the order.
+
+    gpu-1 is restarted with the test hook that holds chunk 2 half-swapped (faceworker.testhooks),
+    so the kill lands mid-chunk every time: polling for a "running" swap raced the chunk's end.
+    """
     server: AirflowServer = cluster["server"]
     env = cluster["env"]
+    markers = tmp_path / "pause"
+    spec = env.worker_specs["gpu-1"]
+    env.kill_worker("gpu-1")  # idle: the earlier orders are done
+    env.start_worker(WorkerSpec("gpu-1", spec.queues, spec.concurrency, env={
+        PAUSE_AT: "swap_mid_chunk:2", PAUSE_DIR: str(markers), PAUSE_S: "900"}))
     face = SOURCES[1]
     source, target = media["upload"](face, 6)
     run_id = submit(cluster, "c-kill", source, target, "chunk_frames=25")  # 150 frames: 6 chunks
 
-    def one_done_one_running() -> list[dict[str, Any]] | None:
-        swaps = [ti for ti in task_instances(server, run_id) if ti["task_id"] == "swap"]
-        done = [ti for ti in swaps if ti["state"] == "success"]
-        running = [ti for ti in swaps if ti["state"] == "running" and ti["hostname"] == "gpu-1"]
-        return running if done and running else None
-
-    _wait_for(one_done_one_running, 600, "no swap chunk done + one running on gpu-1", 0.5)
-    done_before = {ti["map_index"] for ti in task_instances(server, run_id)
-                   if ti["task_id"] == "swap" and ti["state"] == "success"}
+    _wait_for(lambda: list(markers.glob("swap_mid_chunk-*")), 600, "chunk 2 never reached mid-chunk on gpu-1", 0.5)
+    swaps = [ti for ti in task_instances(server, run_id) if ti["task_id"] == "swap"]
+    held = [ti for ti in swaps if ti["map_index"] == 2]
+    assert held and held[0]["state"] == "running" and held[0]["hostname"] == "gpu-1", held
+    done_before = {ti["map_index"] for ti in swaps if ti["state"] == "success"}
     killed_at = datetime.now(UTC)
     env.kill_worker("gpu-1")
-    env.start_worker(WorkerSpec("gpu-2", (GPU_QUEUE,), env.worker_specs["gpu-1"].concurrency))
+    env.start_worker(WorkerSpec("gpu-2", spec.queues, spec.concurrency))
     states = wait_all(server, [run_id])
     assert states[run_id] == "success", server.diagnose(ORDER_DAG, run_id)
     published_at = datetime.now(UTC)
@@ -191,7 +198,7 @@ def test_gpu_worker_killed_mid_chunk(cluster: dict[str, Any], media: dict[str, A
     # The chunks that were running on gpu-1 when it died: their first try did not succeed.
     killed = {i for i, ts in by_index.items()
               if any(t["try_number"] == 1 and t["state"] != "success" for t in ts)}
-    assert killed, {i: [(t["try_number"], t["state"], t["hostname"]) for t in ts] for i, ts in by_index.items()}
+    assert 2 in killed, {i: [(t["try_number"], t["state"], t["hostname"]) for t in ts] for i, ts in by_index.items()}
     for index in killed:  # redone once, on the replacement worker
         assert sorted(t["try_number"] for t in by_index[index]) == [1, 2], (index, by_index[index])
         last = max(by_index[index], key=lambda t: t["try_number"])
