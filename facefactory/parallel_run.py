@@ -18,12 +18,13 @@ instance (killed, crashed) fails that try through Airflow's own failure handling
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -152,21 +153,55 @@ def _share_execution_api() -> None:
     each child gets a ready copy (the parent never starts its lifespan or event loop; each child
     does, once, in its own copy) and a task starts in milliseconds. Relies on
     `supervisor.in_process_api_server`, `InProcessExecutionAPI(app=...)` and cadwyn's
-    `_cadwyn_initialize` (Airflow 3.3 / cadwyn, pinned); without them children build their own."""
+    `_cadwyn_initialize` (Airflow 3.3 / cadwyn, pinned); without them children build their own.
+
+    The app is built for the one API version this process's task runners speak
+    (`_only_our_api_version`): cadwyn generates every route once per version it knows (ten), and
+    the in-process app never serves another client."""
     try:
         from airflow.api_fastapi.execution_api.app import InProcessExecutionAPI
         from airflow.sdk.execution_time import supervisor
 
-        app = InProcessExecutionAPI().app
-        _initialise_versioned_routes(app)
+        with _only_our_api_version() as latest_only:
+            app = InProcessExecutionAPI().app
+            _initialise_versioned_routes(app, latest_only)
         supervisor.in_process_api_server = lambda: InProcessExecutionAPI(app=app)  # type: ignore[assignment]  # was lru_cache'd
     except Exception:  # noqa: BLE001 - only a speed-up
         log.warning("could not pre-build the in-process Execution API", exc_info=True)
 
 
-def _initialise_versioned_routes(app: Any) -> None:
-    """Run cadwyn's lazy route generation now, for the app and every app mounted in it."""
+@contextlib.contextmanager
+def _only_our_api_version() -> Iterator[bool]:
+    """While building the app: Airflow's version bundle cut down to the Task SDK's own version.
+
+    In-process, the only client is this Airflow's Task SDK, which always sends its `API_VERSION`
+    (the newest version of the bundle; checked here, else the full bundle is kept). The newest
+    version's schemas are the head schemas, so no migration is lost; generating the routes of the
+    nine older versions was ~85 % of the app's build (~4 CPU-s, cProfile)."""
+    from airflow.api_fastapi.execution_api import versions
+    from airflow.sdk.api.datamodels._generated import API_VERSION
+    from cadwyn import HeadVersion, Version, VersionBundle
+
+    full = versions.bundle
+    if str(full.versions[0].value) != API_VERSION:
+        yield False
+        return
+    versions.bundle = VersionBundle(HeadVersion(), Version(API_VERSION))
+    try:
+        yield True
+    finally:
+        versions.bundle = full
+
+
+def _initialise_versioned_routes(app: Any, latest_only: bool = False) -> None:
+    """Run cadwyn's lazy route generation now, for the app and every app mounted in it.
+
+    `latest_only`: the app knows only the newest version, so the routes kept solely for older
+    clients (cadwyn's `only_exists_in_older_versions`) are dropped first; cadwyn refuses to build
+    a bundle in which no older version restores them."""
     from cadwyn import Cadwyn
+    from cadwyn.route_generation import _DELETED_ROUTE_TAG
+    from fastapi.routing import APIRoute
 
     todo, seen = [app], set()
     while todo:
@@ -175,6 +210,10 @@ def _initialise_versioned_routes(app: Any) -> None:
             continue
         seen.add(id(current))
         if isinstance(current, Cadwyn) and not current._cadwyn_initialized:
+            if latest_only:
+                router = current._latest_version_router
+                router.routes = [r for r in router.routes
+                                 if not (isinstance(r, APIRoute) and _DELETED_ROUTE_TAG in r.tags)]
             current._cadwyn_initialize()
         todo.extend(r.app for r in getattr(current, "routes", None) or [] if getattr(r, "app", None) is not None)
 

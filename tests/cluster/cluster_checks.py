@@ -70,14 +70,14 @@ def download(s3: Any, uri: str, dest: Path) -> Path:
     return dest
 
 
-def source_embeddings(media_dir: Path, faces: tuple[str, ...]) -> dict[str, Any]:
-    """Each source photo's embedding, computed the way the engine loads a source."""
-    import cv2
-
+def source_embeddings(faces: tuple[str, ...]) -> dict[str, Any]:
+    """Each source photo's embedding, computed the way the engine loads a source (from the shipped
+    face the sample order writes as source.png, so it needs no upload of that face first)."""
+    from faceworker.sample import shipped_faces
     from faceworker.source import load_source_face
 
-    return {face: load_source_face(cv2.imread(str(next(media_dir.glob(f"{face}-*s")) / "source.png")),
-                                   selector="largest").embedding for face in faces}
+    photos = shipped_faces()
+    return {face: load_source_face(photos[face], selector="largest").embedding for face in faces}
 
 
 def identity_votes(video: Path, sources: dict[str, Any], samples: int = 5) -> dict[str, int]:

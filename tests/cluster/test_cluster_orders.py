@@ -141,7 +141,7 @@ def test_twelve_orders_at_once(cluster: dict[str, Any], media: dict[str, Any], s
     assert not service_errors(cluster)
 
     # Each published video carries its own order's source identity.
-    sources = source_embeddings(media["dir"], SOURCES)
+    sources = source_embeddings(SOURCES)
     tmp = scratch()
     for run_id, face in orders.items():
         video = download(s3, published(server, run_id), tmp / f"{run_id}.mp4")
@@ -213,7 +213,7 @@ def test_gpu_worker_killed_mid_chunk(cluster: dict[str, Any], media: dict[str, A
 
     video = download(s3, published(server, run_id), scratch() / "kill.mp4")
     faceworker_verify(video)
-    votes = identity_votes(video, source_embeddings(media["dir"], SOURCES))
+    votes = identity_votes(video, source_embeddings(SOURCES))
     assert Counter(votes).most_common(1)[0][0] == face, votes
 
 
