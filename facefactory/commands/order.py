@@ -21,7 +21,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from facefactory import settings as ff_settings
 from facefactory.deadlines import without_deadline
@@ -267,6 +267,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     return proc.returncode or EXIT_FAILED
 
 
+class OrderRunner:
+    """The component named to Airflow's listeners when this process stops."""
+
+
+def exit_without_finalising(code: int) -> NoReturn:
+    """End the run's process once its listeners are done, skipping interpreter finalisation.
+
+    Tearing down Airflow's module state at exit took ~2 s (C-level, measured with faulthandler)
+    after every order. The listeners are stopped first, as Airflow's task runner stops them: the
+    OpenLineage listener's `before_stopping` waits for its process pool to deliver the run's last
+    event and stop its workers (with a bare os._exit they were orphaned, holding stdout open).
+    """
+    try:
+        from airflow.listeners.listener import get_listener_manager
+
+        get_listener_manager().hook.before_stopping(component=OrderRunner())
+    except Exception as exc:  # noqa: BLE001 - the order's result is already written; still exit
+        print(f"facefactory: stopping Airflow's listeners failed: {exc}", file=sys.stderr)
+    try:
+        import logging
+
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
 def run_in_airflow(conf: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """Child process: run the order; returns (exit code, result for the parent)."""
     started = time.monotonic()
@@ -304,6 +332,4 @@ if __name__ == "__main__":
     bind_forks_to_parent()  # before Airflow starts any pool: every fork dies with this run
     code, payload = run_in_airflow(json.loads(sys.argv[1]))
     Path(sys.argv[2]).write_text(json.dumps(payload))
-    # A normal exit, not os._exit: the OpenLineage listener's process pool still has to deliver the
-    # run's last event and stop its workers (with os._exit they were orphaned, holding stdout open).
-    sys.exit(code)
+    exit_without_finalising(code)
