@@ -1,7 +1,11 @@
 """face_swap_order: one customer order = one run.
 
-    ingest -> chunk -> swap[chunk] -> quality_gate -> reswap[failing chunk] -> final_gate -> merge -> publish
+    ingest -> chunk -> swap[chunk] -> quality_gate -> reswap[failing chunk] -> final_gate -> publish
+                                                                          +-> merge ------+
         -> cdn_ready (deferred: waits in the triggerer for the CloudFront invalidation, if any)
+
+merge runs next to final_gate (both need only the swapped segments): the video is built while the
+report is, and publish takes both, so nothing is published unless the gate passed.
 
 The order arrives as the run's conf (the trigger form below, the REST API or bulk_orders); the
 run id is `order__<order_id>`. What each task does is in `operators.order_tasks` (media work in
@@ -81,16 +85,16 @@ def face_swap_order() -> None:
         Writes the QA report either way."""
         return order_tasks.final_gate(ingested, plan)
 
-    @task(task_id=names.MERGE, execution_timeout=timedelta(minutes=30))
-    def merge(ingested: dict[str, Any], gate: dict[str, Any]) -> dict[str, Any]:
+    @task(task_id=names.MERGE, trigger_rule="none_failed", execution_timeout=timedelta(minutes=30))
+    def merge(ingested: dict[str, Any]) -> dict[str, Any]:
         """Concat the swapped segments, mux the original audio, verify frames and duration."""
-        return order_tasks.merge(ingested, gate)
+        return order_tasks.merge(ingested)
 
     @task(task_id=names.PUBLISH, outlets=[lineage.PUBLISHED], execution_timeout=timedelta(minutes=20))
-    def publish(merged: dict[str, Any], ingested: dict[str, Any]) -> str:
-        """Deliver the video (atomically) and announce it as an Asset event; returns its URI.
-        The full delivery record (checksums, presigned URL, CDN) is XCom `published`."""
-        return order_tasks.publish(merged, ingested)
+    def publish(merged: dict[str, Any], gate: dict[str, Any], ingested: dict[str, Any]) -> str:
+        """Deliver the video (atomically) if the gate passed and announce it as an Asset event;
+        returns its URI. The full delivery record (checksums, presigned URL, CDN) is XCom `published`."""
+        return order_tasks.publish(merged, gate, ingested)
 
     ingested = ingest()
     chunks = chunk(ingested)
@@ -99,8 +103,9 @@ def face_swap_order() -> None:
     swapped >> plan
     reswapped = swap_chunks(names.RESWAP, plan)
     gate = final_gate(ingested, plan)
-    reswapped >> gate
-    publish(merge(ingested, gate), ingested) >> CdnInvalidationWait(
+    merged = merge(ingested)
+    reswapped >> [gate, merged]
+    publish(merged, gate, ingested) >> CdnInvalidationWait(
         task_id=names.CDN_READY, retries=2, retry_delay=timedelta(seconds=30), execution_timeout=timedelta(minutes=20))
 
 

@@ -91,21 +91,22 @@ def final_gate(ingested: dict[str, Any], plan: list[dict[str, Any]]) -> dict[str
     return result
 
 
-def merge(ingested: dict[str, Any], gate: dict[str, Any]) -> dict[str, Any]:
-    """Concat the swapped segments, mux the original audio, verify frames and duration; carry the
-    gate's verdict on to publish."""
+def merge(ingested: dict[str, Any]) -> dict[str, Any]:
+    """Concat the swapped segments, mux the original audio, verify frames and duration (in the
+    work area: publish decides, with the gate's verdict, whether it leaves)."""
     order, cfg = current_order(), config.run_time()
     merged = media.merge(order, ingested, cfg)
     lineage.record_merge(media.swapped_files(cfg, order["order_id"], "segment.mp4"), ingested["target_local"],
                          merged["output_uri"])
-    return {**merged, "gate_passed": bool(gate.get("passed")), "summary": gate.get("summary")}
+    return merged
 
 
-def publish(merged: dict[str, Any], ingested: dict[str, Any]) -> str:
-    """Deliver the video, push the delivery record (XCom `published`), announce the Asset event;
-    returns the published URI."""
+def publish(merged: dict[str, Any], gate: dict[str, Any], ingested: dict[str, Any]) -> str:
+    """Deliver the video if the gate passed, push the delivery record (XCom `published`),
+    announce the Asset event; returns the published URI."""
     context = get_current_context()
     order, cfg = current_order(), config.run_time()
+    merged = {**merged, "gate_passed": bool(gate.get("passed")), "summary": gate.get("summary")}
     delivered = publishing.publish_order(merged, order, cfg.settings.publish_to,
                                          source_sha256=ingested.get("source_sha256"), when=context["dag_run"].run_after)
     uri = delivered["uri"]
