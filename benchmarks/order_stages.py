@@ -1,6 +1,6 @@
 """Wall time of every order stage other than the swaps, against the ffmpeg bound of the same clip.
 
-Runs the functions the DAG's tasks call (operators.media.ingest / split / merge, quality.gate.evaluate,
+Runs the functions the DAG's tasks call (facefactory.operators.media.ingest / split / merge, facefactory.quality.gate.evaluate,
 the QA report), each in a FRESH Python process so its imports are counted (`import_s`) apart from
 its work (`run_s`), on a private work root. The swaps in between run in-process (run_chunk, one
 chunk after the other; their time is not a stage here) and are checkpointed, so a second run of
@@ -39,8 +39,8 @@ def _order(media: Path) -> dict[str, Any]:
 
 
 def _count_workers() -> dict[str, int]:
-    """Wrap operators.media.run_worker to count the engine processes a stage starts."""
-    from operators import media
+    """Wrap facefactory.operators.media.run_worker to count the engine processes a stage starts."""
+    from facefactory.operators import media
 
     counts: dict[str, int] = {}
     real = media.run_worker
@@ -56,13 +56,13 @@ def _count_workers() -> dict[str, int]:
 def run_stage(stage: str, media: Path, work: Path) -> dict[str, Any]:
     """One stage in this (fresh) process: import time, then the stage's own time."""
     t0 = time.perf_counter()
-    from operators import config
-    from operators import media as m
+    from facefactory.operators import config
+    from facefactory.operators import media as m
 
     if stage in ("quality_gate", "final_gate"):
-        from quality import gate  # noqa: F401
+        from facefactory.quality import gate  # noqa: F401
     if stage == "report":
-        from quality import report  # noqa: F401
+        from facefactory.quality import report  # noqa: F401
     if stage == "swaps":
         from faceworker import chunk_runner  # noqa: F401
     import_s = time.perf_counter() - t0
@@ -92,7 +92,7 @@ def run_stage(stage: str, media: Path, work: Path) -> dict[str, Any]:
             extra.setdefault("cached", 0)
             extra["cached"] += int(bool(r["cached"]))
     elif stage in ("quality_gate", "final_gate"):
-        from quality.gate import evaluate
+        from facefactory.quality.gate import evaluate
 
         res = evaluate(odir, order, int(ingested["frames"]), stage=stage)
         extra["passed"] = res.passed

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from facefactory.quality.identity import calibrated_cosine
 from faceworker import frameio
 from faceworker.faces import DlibRecognizer
 from faceworker.frame_pipeline import SwapSession
@@ -39,7 +40,6 @@ from faceworker.metrics_pass import output_face_box
 from faceworker.sample import DEFAULT_SOURCE, DEFAULT_TARGET, iter_target_frames, shipped_faces
 from faceworker.source import load_source_face
 from faceworker.types import Face
-from quality.identity import calibrated_cosine
 
 RESULTS = Path(__file__).resolve().parent / "results" / "qa_sampling.json"
 MIN_ID = 0.85  # the gate's default min_id_cosine

@@ -8,9 +8,9 @@ merge runs next to final_gate (both need only the swapped segments): the video i
 report is, and publish takes both, so nothing is published unless the gate passed.
 
 The order arrives as the run's conf (the trigger form below, the REST API or bulk_orders); the
-run id is `order__<order_id>`. What each task does is in `operators.order_tasks` (media work in
-`operators.media` and the `faceworker` engine, the gate in `quality.gate`, publishing in
-`operators.publish`); the trigger form and deadline in `operators.order_setup`. This file only
+run id is `order__<order_id>`. What each task does is in `facefactory.operators.order_tasks` (media work in
+`facefactory.operators.media` and the `faceworker` engine, the gate in `facefactory.quality.gate`, publishing in
+`facefactory.operators.publish`); the trigger form and deadline in `facefactory.operators.order_setup`. This file only
 wires them. Parsing reads the environment only (no DB, no network).
 """
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import Any
 
 from airflow.sdk import dag, task
 
-from operators import config, lineage, media, names, order_tasks
-from operators.cdn_wait import CdnInvalidationWait
-from operators.face_swap_pod import FaceSwapPodOperator
-from operators.order_setup import CHUNK_LABEL, deadline_alert, order_params
-from operators.pod_spec import parse_time_settings as swap_parse_settings
+from facefactory.operators import config, lineage, media, names, order_tasks
+from facefactory.operators.cdn_wait import CdnInvalidationWait
+from facefactory.operators.face_swap_pod import FaceSwapPodOperator
+from facefactory.operators.order_setup import CHUNK_LABEL, deadline_alert, order_params
+from facefactory.operators.pod_spec import parse_time_settings as swap_parse_settings
 
 PARSE = config.parse_time()
 SWAP = swap_parse_settings()  # pool gpu_swaps, retries with exponential backoff (env only)

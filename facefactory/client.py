@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 
 import urllib3
 
-from operators import names
-from operators.order_schema import run_id_for
+from facefactory.operators import names
+from facefactory.operators.order_schema import run_id_for
 
 ORDER_DAG = names.DAG_ID
 PUBLISH_TASK = names.PUBLISH

@@ -6,7 +6,7 @@ nothing with them but the database, the broker and object storage. This profile 
 that shape on one machine: every worker is a separate process tree with its own AIRFLOW_HOME,
 FACEFACTORY_HOME, TMPDIR, log folder and hostname, so an order that silently depends on a local
 path or a single worker fails here instead of in production. Swap tasks go to the `gpu` queue
-(FACEFACTORY_SWAP_QUEUE, operators.pod_spec), served by the gpu workers only; every other task
+(FACEFACTORY_SWAP_QUEUE, facefactory.operators.pod_spec), served by the gpu workers only; every other task
 to `default`. docs/cluster.md maps it onto the Helm chart.
 """
 from __future__ import annotations

@@ -18,7 +18,7 @@ def probe_work_area(work_root: str, node: str) -> None:
                            "shares nothing on disk between nodes (set FACEFACTORY_WORK_ROOT=s3://...)")
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from operators.s3.client import s3_client
+    from facefactory.operators.s3.client import s3_client
 
     bucket, _, prefix = work_root[len("s3://"):].partition("/")
     key = "/".join(p for p in (prefix.strip("/"), ".probe", f"{node}-{uuid.uuid4().hex}") if p)

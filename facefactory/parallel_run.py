@@ -220,7 +220,7 @@ def _initialise_versioned_routes(app: Any, latest_only: bool = False) -> None:
 
 def _prewarm(name: str) -> None:
     """Import one module; "module:function" also calls that function (e.g. a library's own lazy
-    imports, such as quality.suite:preload for Great Expectations)."""
+    imports, such as facefactory.quality.suite:preload for Great Expectations)."""
     module_name, _, call = name.partition(":")
     try:
         module = importlib.import_module(module_name)

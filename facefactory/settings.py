@@ -2,7 +2,7 @@
 
 One place that knows the defaults of the embedded deployment, so the CLI, the DAG tasks and
 the tests agree on where the work area, published videos and allowed inputs live. Airflow-side
-overrides (Variables) are layered on top in `operators.config`; this module never imports Airflow.
+overrides (Variables) are layered on top in `facefactory.operators.config`; this module never imports Airflow.
 """
 from __future__ import annotations
 

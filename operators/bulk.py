@@ -28,9 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from facefactory.operators.order_check import order_problems, parse_field
+from facefactory.operators.order_schema import run_id_for
 from faceworker.workarea import split_s3_uri
-from operators.order_check import order_problems, parse_field
-from operators.order_schema import run_id_for
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def parse_manifest(name: str, data: bytes) -> list[dict[str, Any]]:
 
 def order_errors(order: dict[str, Any]) -> list[dict[str, str]]:
     """Problems of one order as ``[{"field", "message"}]`` (empty = valid), worded by
-    operators.order_check like every other way in."""
+    facefactory.operators.order_check like every other way in."""
     return [{"field": p.field, "message": p.message} for p in order_problems(order)]
 
 

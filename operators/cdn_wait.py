@@ -1,7 +1,7 @@
 """`cdn_ready`: the order is done when the CDN serves the new video, waited for in the triggerer.
 
 The publish task creates the CloudFront invalidation and moves on; this task defers to
-`operators.s3.cdn_trigger.InvalidationTrigger`, so no worker slot is held while CloudFront works
+`facefactory.operators.s3.cdn_trigger.InvalidationTrigger`, so no worker slot is held while CloudFront works
 (minutes per order). Without a distribution (the embedded default, local publishing) or with
 FACEFACTORY_CDN_WAIT=false it finishes at once.
 """
@@ -13,9 +13,9 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from operators import names
-from operators.s3 import cdn
-from operators.s3.errors import CdnTimeoutError, S3TransientError
+from facefactory.operators import names
+from facefactory.operators.s3 import cdn
+from facefactory.operators.s3.errors import CdnTimeoutError, S3TransientError
 
 
 class CdnInvalidationWait(BaseOperator):
@@ -29,9 +29,9 @@ class CdnInvalidationWait(BaseOperator):
         self.publish_task_id = publish_task_id
 
     def execute(self, context: Any) -> dict[str, Any] | None:
-        from operators.s3.cdn_trigger import InvalidationTrigger
-        from operators.s3.client import ClientSettings
-        from operators.s3.delivery import CdnOptions
+        from facefactory.operators.s3.cdn_trigger import InvalidationTrigger
+        from facefactory.operators.s3.client import ClientSettings
+        from facefactory.operators.s3.delivery import CdnOptions
 
         delivered = context["ti"].xcom_pull(task_ids=self.publish_task_id, key=names.XCOM_PUBLISHED) or {}
         inv = delivered.get("invalidation")

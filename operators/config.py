@@ -133,11 +133,11 @@ def order_problems(conf: dict[str, object] | None, order: dict[str, object],
                    publish_roots: tuple[str, ...] | None = None) -> list[str]:
     """Why an order must be refused before any work: unknown conf keys (a typo such as
     `min_id_cosin` would otherwise be silently ignored) and problems of the merged order, worded
-    by operators.order_check like every other way in (the API middleware refuses them earlier;
+    by facefactory.operators.order_check like every other way in (the API middleware refuses them earlier;
     this is the last line of defence, e.g. for runs created by other means). `publish_to` is
     checked against the run-time publish roots (Variable `facefactory_publish_roots` > env)."""
-    from operators.order_check import order_problems as check
-    from operators.order_schema import ORDER_FIELDS
+    from facefactory.operators.order_check import order_problems as check
+    from facefactory.operators.order_schema import ORDER_FIELDS
 
     extra = {k: v for k, v in (conf or {}).items() if k not in ORDER_FIELDS}
     roots = publish_roots if publish_roots is not None else run_time().settings.publish_roots

@@ -1,6 +1,6 @@
 """The one way the Airflow side runs the engine's CLI (docs/contracts.md, "Engine CLI").
 
-Ingest/split/merge (operators.media) and the local swap runner (operators.face_swap_pod) used
+Ingest/split/merge (facefactory.operators.media) and the local swap runner (facefactory.operators.face_swap_pod) used
 to each find the binary, run it and read its result in their own way, and only one of them
 honoured FACEFACTORY_WORKER_BIN. Both come through here now, so the contract - the last stdout
 line is a JSON object; exit 2 = bad input (never retried), anything else non-zero = retry - is
@@ -23,8 +23,8 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from facefactory.operators.worker_log import LineLogger, relay
 from faceworker.errors import EXIT_BAD_INPUT, EXIT_TRANSIENT
-from operators.worker_log import LineLogger, relay
 
 WORKER_BIN_ENV = "FACEFACTORY_WORKER_BIN"
 ENGINE_COMMAND = "faceworker"

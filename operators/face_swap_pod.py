@@ -25,10 +25,8 @@ from airflow.sdk.bases.operator import partial as _sdk_partial
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from kubernetes.client import models as k8s
 
-from faceworker import workarea
-from faceworker.errors import EXIT_BAD_INPUT
-from operators import engine_client, names
-from operators.pod_spec import (
+from facefactory.operators import engine_client, names
+from facefactory.operators.pod_spec import (
     BASE_CONTAINER,
     XCOM_FILE,
     PodSettings,
@@ -37,6 +35,8 @@ from operators.pod_spec import (
     parse_time_settings,
     pod_manifest,
 )
+from faceworker import workarea
+from faceworker.errors import EXIT_BAD_INPUT
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -122,7 +122,7 @@ WorkerFailed = engine_client.EngineFailed  # transient or unexpected worker fail
 class FaceSwapPodOperator(KubernetesPodOperator):
     """Swap one chunk on a GPU pod (runner=kubernetes) or as a local subprocess (runner=local).
 
-    Unset pod fields are filled from `operators.pod_spec.PodSettings` when the pod is built,
+    Unset pod fields are filled from `facefactory.operators.pod_spec.PodSettings` when the pod is built,
     so Airflow Variables apply on the worker without a DAG re-parse.
     """
 

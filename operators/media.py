@@ -16,9 +16,9 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from facefactory.operators import engine_client, names, uris
+from facefactory.operators.config import RunConfig
 from faceworker.workarea import OrderArea, open_store
-from operators import engine_client, names, uris
-from operators.config import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class BadOrder(AirflowFailException):
 
 
 def run_worker(args: list[str], timeout_s: float) -> dict[str, Any]:
-    """One engine command (operators.engine_client); a rejected input fails the order as BadOrder."""
+    """One engine command (facefactory.operators.engine_client); a rejected input fails the order as BadOrder."""
     try:
         return engine_client.call(args, timeout_s=timeout_s, logger=log)
     except engine_client.EngineRejected as exc:
@@ -55,7 +55,7 @@ def order_dir(cfg: RunConfig, order_id: str) -> str:
 
 def area(cfg: RunConfig, order_id: str) -> Any:
     """`faceworker.workarea.OrderArea` of the order; S3 roots use the Airflow connection."""
-    from operators.s3.workarea import order_area
+    from facefactory.operators.s3.workarea import order_area
 
     return order_area(work_root(cfg), order_id)
 
@@ -63,7 +63,7 @@ def area(cfg: RunConfig, order_id: str) -> Any:
 def worker_env(cfg: RunConfig) -> Any:
     """Context manager: S3 credentials for engine subprocesses and quality readers while a
     task works on an s3:// work root (nothing for local roots)."""
-    from operators.s3.workarea import worker_environment
+    from facefactory.operators.s3.workarea import worker_environment
 
     return worker_environment(work_root(cfg))
 
@@ -71,8 +71,8 @@ def worker_env(cfg: RunConfig) -> Any:
 def _bring_in(order_area: Any, src: uris.OrderUri, rel: str, cfg: RunConfig, digest: bool = True) -> dict[str, Any]:
     """Put one validated input into the work area (s3 sources HEAD-checked against the cap; local
     ones hard-linked when they share the work area's filesystem)."""
-    from operators.s3.errors import S3PermanentError
-    from operators.s3.workarea import bring_in
+    from facefactory.operators.s3.errors import S3PermanentError
+    from facefactory.operators.s3.workarea import bring_in
 
     source = src.uri if src.scheme == "s3" else str(src.path)
     try:
@@ -187,9 +187,9 @@ def claim_order(order_area: Any, order_id: str, run_id: str | None) -> None:
 
 
 def _bind_inputs(order_area: Any, order: dict[str, Any], inputs: dict[str, Any]) -> None:
-    """Refuse other inputs under an id already started (operators.order_inputs), before any
+    """Refuse other inputs under an id already started (facefactory.operators.order_inputs), before any
     input of the work area is replaced."""
-    from operators.order_inputs import InputsChanged, bind
+    from facefactory.operators.order_inputs import InputsChanged, bind
 
     try:
         bind(order_area, order, inputs)
@@ -200,7 +200,7 @@ def _bind_inputs(order_area: Any, order: dict[str, Any], inputs: dict[str, Any])
 def ingest(order: dict[str, Any], cfg: RunConfig, timeout_s: float = 1200,
            run_id: str | None = None) -> names.IngestResult:
     """Validate the inputs, copy them into the work area, probe, normalise, embed the source."""
-    from operators.s3.workarea import size_of
+    from facefactory.operators.s3.workarea import size_of
 
     order_id = order["order_id"]
     roots = cfg.input_roots
@@ -327,7 +327,7 @@ def split(
 def merge(order: dict[str, Any], ingested: dict[str, Any], cfg: RunConfig,
           timeout_s: float = 1800) -> dict[str, Any]:
     """Concat the swapped segments, mux the original audio, check frames and duration."""
-    from operators.s3.workarea import size_of
+    from facefactory.operators.s3.workarea import size_of
 
     order_id = order["order_id"]
     oa = area(cfg, order_id)
@@ -376,7 +376,7 @@ def record_failure(context: Any) -> None:
     try:
         from datetime import datetime
 
-        from operators.config import run_time
+        from facefactory.operators.config import run_time
 
         params = context.get("params") or {}
         ti = context.get("ti") or context.get("task_instance")
@@ -423,10 +423,10 @@ def swap_retries(order_area: Any) -> dict[int, int]:
 
 
 def qa_report(cfg: RunConfig, order: dict[str, Any]) -> dict[str, Any] | None:
-    """Build the order's QA report (quality.report); a broken report never fails an order."""
+    """Build the order's QA report (facefactory.quality.report); a broken report never fails an order."""
     odir = order_dir(cfg, order["order_id"])
     try:
-        from quality.report import build_report
+        from facefactory.quality.report import build_report
 
         with worker_env(cfg):
             return build_report(odir, order, retries=swap_retries(area(cfg, order["order_id"])))

@@ -58,7 +58,7 @@ XCOM_RETURN = "return_value"  # Airflow's key of a task's return value
 
 # -- documents passed between tasks -----------------------------------------------------------
 class Order(TypedDict, total=False):
-    """One customer order (operators.order_schema.ORDER_FIELDS is its schema)."""
+    """One customer order (facefactory.operators.order_schema.ORDER_FIELDS is its schema)."""
 
     order_id: str
     source: str
@@ -76,7 +76,7 @@ class Order(TypedDict, total=False):
 
 
 class IngestResult(TypedDict):
-    """What ingest returns (operators.media.ingest) and every later task reads."""
+    """What ingest returns (facefactory.operators.media.ingest) and every later task reads."""
 
     order_id: str
     order_dir: str
@@ -97,7 +97,7 @@ class IngestResult(TypedDict):
 
 
 class ChunkSpec(TypedDict):
-    """One swap task's frame range [start, end) of chunk `chunk` (operators.media.split)."""
+    """One swap task's frame range [start, end) of chunk `chunk` (facefactory.operators.media.split)."""
 
     chunk: int
     start: int
@@ -105,7 +105,7 @@ class ChunkSpec(TypedDict):
 
 
 class GateResultDict(TypedDict):
-    """quality.gate.GateResult.to_dict(): what the gate tasks pass on (XCom `gate`)."""
+    """facefactory.quality.gate.GateResult.to_dict(): what the gate tasks pass on (XCom `gate`)."""
 
     stage: GateStage
     passed: bool

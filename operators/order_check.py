@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from operators import uris
-from operators.order_schema import (
+from facefactory.operators import uris
+from facefactory.operators.order_schema import (
     ORDER_FIELDS,
     ORDER_ID_MAX,
     ORDER_ID_RE,
@@ -107,14 +107,14 @@ def _uri_problem(value: str) -> str | None:
 
 def env_publish_roots() -> tuple[str, ...]:
     """The publish roots of this process's environment (facefactory.settings); tasks pass the
-    Variable-aware ones from operators.config instead."""
+    Variable-aware ones from facefactory.operators.config instead."""
     from facefactory.settings import load
 
     return load().publish_roots
 
 
 def _publish_to_problem(value: str, roots: tuple[str, ...] | None) -> str | None:
-    from operators.uris import publish_problem
+    from facefactory.operators.uris import publish_problem
 
     return publish_problem(value, roots)
 

@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from operators import uris
+from facefactory.operators import uris
 
 BINDING_REL = "input/inputs.json"
 #: order options that change the output's pixels (thresholds, chunking and delivery do not)
@@ -26,8 +26,8 @@ class InputsChanged(ValueError):
 
 
 def _sha256_s3(uri: str) -> str:
-    from operators.s3.client import s3_client
-    from operators.s3.uris import parse_s3_uri
+    from facefactory.operators.s3.client import s3_client
+    from facefactory.operators.s3.uris import parse_s3_uri
 
     where = parse_s3_uri(uri)
     body = s3_client().get_object(Bucket=where.bucket, Key=where.key)["Body"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from operators import names
+from facefactory.operators import names
 
 # One order id rule for the whole project: the engine's work area's (faceworker.workarea), the one
 # docs/triggering.md promises (128 characters).
@@ -164,7 +164,7 @@ def order_json_schema() -> dict[str, Any]:
 
 def run_id_for(order_id: str) -> str:
     """Deterministic DAG run id: the same order can never start two runs."""
-    from operators.order_check import ORDER_ID_RULE
+    from facefactory.operators.order_check import ORDER_ID_RULE
 
     if not isinstance(order_id, str) or not ORDER_ID_RE.match(order_id) or ".." in order_id:
         raise ValueError(f"order_id: {ORDER_ID_RULE}; got {order_id!r}")
@@ -173,7 +173,7 @@ def run_id_for(order_id: str) -> str:
 
 def coerce_field(key: str, raw: str) -> Any:
     """`--set key=value` text -> the JSON type the schema gives that field (one parser for all
-    CLIs; the human messages live in operators.order_check)."""
-    from operators.order_check import parse_field
+    CLIs; the human messages live in facefactory.operators.order_check)."""
+    from facefactory.operators.order_check import parse_field
 
     return parse_field(key, raw)

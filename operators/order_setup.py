@@ -11,9 +11,9 @@ from airflow.sdk.definitions.callback import AsyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
 from facefactory import settings as ff_settings
-from operators import config
-from operators.order_schema import ORDER_FIELDS
-from operators.uris import expand_placeholders
+from facefactory.operators import config
+from facefactory.operators.order_schema import ORDER_FIELDS
+from facefactory.operators.uris import expand_placeholders
 
 # Shown in the grid instead of the bare map index.
 CHUNK_LABEL = (
@@ -23,7 +23,7 @@ CHUNK_LABEL = (
 
 
 def order_params() -> dict[str, Param]:
-    """The trigger form, generated from the one order schema (operators.order_schema)."""
+    """The trigger form, generated from the one order schema (facefactory.operators.order_schema)."""
     input_roots = ff_settings.load().input_roots
     params: dict[str, Param] = {}
     for name, spec in ORDER_FIELDS.items():
@@ -36,7 +36,7 @@ def order_params() -> dict[str, Param]:
 
 
 def deadline_alert(parse: config.ParseTimeConfig | None = None) -> DeadlineAlert | None:
-    """Order SLA, off unless FACEFACTORY_DEADLINE_ENABLED (see operators.config.parse_time)."""
+    """Order SLA, off unless FACEFACTORY_DEADLINE_ENABLED (see facefactory.operators.config.parse_time)."""
     parse = parse or config.parse_time()
     if not parse.deadline_enabled:
         return None

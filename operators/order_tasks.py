@@ -1,8 +1,8 @@
 """What each task of face_swap_order does, run inside the task.
 
 The DAG file only wires the steps (it reads like the pipeline diagram); each function here reads
-the running task's order, calls the module that owns the work (operators.media, quality.gate,
-operators.publish, operators.lineage) and returns the task's XCom value. quality.gate pulls in
+the running task's order, calls the module that owns the work (facefactory.operators.media, facefactory.quality.gate,
+facefactory.operators.publish, facefactory.operators.lineage) and returns the task's XCom value. facefactory.quality.gate pulls in
 pandas/great_expectations, so it is imported in the task, never at DAG parse time.
 """
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any
 from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
-from operators import config, lineage, media, names
-from operators import publish as publishing
-from operators.face_swap_pod import swap_arguments
-from operators.order_schema import ORDER_FIELDS
+from facefactory.operators import config, lineage, media, names
+from facefactory.operators import publish as publishing
+from facefactory.operators.face_swap_pod import swap_arguments
+from facefactory.operators.order_schema import ORDER_FIELDS
 
 
 def current_order() -> dict[str, Any]:
@@ -55,7 +55,7 @@ def chunk(ingested: dict[str, Any], max_chunks: int) -> list[dict[str, Any]]:
 def quality_gate(ingested: dict[str, Any]) -> list[dict[str, Any]]:
     """Judge every frame's metrics; push the result, return the re-swap plan (empty when all passed).
     A fatal result (e.g. no face anywhere) fails the run without retries: no re-swap can fix it."""
-    from quality.gate import evaluate
+    from facefactory.quality.gate import evaluate
 
     order, cfg = current_order(), config.run_time()
     with media.worker_env(cfg):
@@ -75,7 +75,7 @@ def quality_gate(ingested: dict[str, Any]) -> list[dict[str, Any]]:
 def final_gate(ingested: dict[str, Any], plan: list[dict[str, Any]]) -> dict[str, Any]:
     """Fail the run (naming chunk, frame, metric) unless every frame passes; the QA report is
     written and pushed either way."""
-    from quality.gate import final_result
+    from facefactory.quality.gate import final_result
 
     context = get_current_context()
     order, cfg = current_order(), config.run_time()

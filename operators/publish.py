@@ -1,7 +1,7 @@
 """Publish a finished order: deliver the merged video to the publish prefix, atomically.
 
 Local prefixes (the embedded default) are handled here; s3:// prefixes go through
-operators.s3.delivery (content-addressed keys, checksums, SSE, CDN, presigned URL).
+facefactory.operators.s3.delivery (content-addressed keys, checksums, SSE, CDN, presigned URL).
 
 A customer (or a CDN) polling the published folder must never see a half-written file, so the
 copy goes to a hidden temp name in the destination directory and is renamed into place.
@@ -64,10 +64,10 @@ def classify_os_error(exc: OSError, dest: Path) -> AirflowException:
 def check_root(publish_to: str, roots: tuple[str, ...] | None = None) -> None:
     """Refuse a prefix outside the publish roots here too, not only at ingest: a symlink made
     in between would otherwise still lead the copy out of its root."""
-    from operators import uris
+    from facefactory.operators import uris
 
     if roots is None:
-        from operators.config import run_time
+        from facefactory.operators.config import run_time
 
         roots = run_time().settings.publish_roots
     problem = uris.publish_problem(publish_to, roots)
@@ -78,7 +78,7 @@ def check_root(publish_to: str, roots: tuple[str, ...] | None = None) -> None:
 def destination(publish_to: str, order_id: str) -> Path:
     """Where `<order_id>.mp4` goes under a local publish prefix (path or file:// URI)."""
     if publish_to.startswith("s3://"):
-        raise AirflowFailException("s3:// prefixes are published by operators.s3.delivery")
+        raise AirflowFailException("s3:// prefixes are published by facefactory.operators.s3.delivery")
     if publish_to.startswith("file://"):
         parsed = urlparse(publish_to)
         if parsed.netloc not in ("", "localhost"):
@@ -146,8 +146,8 @@ def _local_copy(output: str) -> Iterator[Path]:
         return
     import tempfile
 
-    from operators.s3.client import s3_client
-    from operators.s3.ingest import download
+    from facefactory.operators.s3.client import s3_client
+    from facefactory.operators.s3.ingest import download
 
     with tempfile.TemporaryDirectory(prefix="ff-publish-") as tmp:
         local = Path(tmp) / Path(output).name
@@ -165,7 +165,7 @@ def publish(
     when: datetime | None = None,
     publish_roots: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """Deliver the merged video: s3:// prefixes through operators.s3.delivery (checksummed,
+    """Deliver the merged video: s3:// prefixes through facefactory.operators.s3.delivery (checksummed,
     encrypted, CDN invalidation, presigned URL), local prefixes by atomic copy. Returns the
     XCom payload; its `uri` is the published URI. The CDN invalidation is only created here:
     the DAG waits for it in the deferrable `cdn_ready` task (operators/cdn_wait.py).
@@ -175,7 +175,7 @@ def publish(
         if publish_to.startswith("s3://"):
             from dataclasses import replace
 
-            from operators.s3.delivery import CdnOptions, publish_and_deliver
+            from facefactory.operators.s3.delivery import CdnOptions, publish_and_deliver
 
             return publish_and_deliver(
                 local, publish_to, order_id, source_sha256=source_sha256, quality=quality, when=when,

@@ -133,8 +133,8 @@ def _web_url_problem(value: str) -> str:
 
 
 def _s3_publish_problem(value: str, roots: tuple[str, ...] | None) -> str | None:
-    from operators.s3.errors import S3UriError
-    from operators.s3.uris import parse_s3_uri
+    from facefactory.operators.s3.errors import S3UriError
+    from facefactory.operators.s3.uris import parse_s3_uri
 
     try:
         target = parse_s3_uri(value, require_key=False, prefix=True)

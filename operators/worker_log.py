@@ -3,8 +3,8 @@
 The engine (faceworker) logs JSON lines on stderr (`{"level": "info", "event": ...}`). Passed
 through unchanged, Airflow's task supervisor records all of stderr as [error], so a healthy
 order's log was mostly red (issue 15: 105 of 108 error lines were info). Both ways a task runs
-the engine (operators.media.run_worker, the local swap runner in operators.face_swap_pod) run it
-through operators.engine_client, which reads stderr through here.
+the engine (facefactory.operators.media.run_worker, the local swap runner in facefactory.operators.face_swap_pod) run it
+through facefactory.operators.engine_client, which reads stderr through here.
 """
 from __future__ import annotations
 

@@ -18,8 +18,8 @@ from airflow.sdk import BaseOperatorLink
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from operators import names
-from operators.order_schema import ORDER_ID_PATTERN
+from facefactory.operators import names
+from facefactory.operators.order_schema import ORDER_ID_PATTERN
 
 log = logging.getLogger("facefactory.links")
 
@@ -159,7 +159,7 @@ def _report_file(order_id: str, name: str) -> Response:
 
 
 def _work_file(order_id: str, rel: str) -> Response:
-    from quality import workarea as wa
+    from facefactory.quality import workarea as wa
 
     uri = _order_area(order_id).uri(rel)
     if not wa.exists(uri):
@@ -170,7 +170,7 @@ def _work_file(order_id: str, rel: str) -> Response:
 
 def _serve_uri(uri: str, media_type: str) -> Response:
     """Local files are streamed; s3:// objects are redirected to a short-lived presigned URL."""
-    from quality import workarea as wa
+    from facefactory.quality import workarea as wa
 
     if uri.startswith(("http://", "https://")):
         return RedirectResponse(uri)

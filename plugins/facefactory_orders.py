@@ -7,7 +7,7 @@ a dict dump, a duplicate run id surfaced as "Unique constraint violation" with a
 traceback, and a form left without a Run ID got ``manual__<time>``, which the QA/video links
 cannot map to an order. This root middleware sees the request before Airflow does and:
 
-- refuses an invalid order with HTTP 400 and operators.order_check's message (the same words as
+- refuses an invalid order with HTTP 400 and facefactory.operators.order_check's message (the same words as
   `facefactory submit`, bulk and `order run`), so no run is created;
 - fills an empty ``dag_run_id`` with ``order__<order_id>`` and refuses any other run id;
 - answers 409 with the existing run's id and state instead of letting the insert fail.
@@ -27,9 +27,9 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-from operators import names
-from operators.order_check import Problem, order_problems, refusal
-from operators.order_schema import ORDER_FIELDS, run_id_for
+from facefactory.operators import names
+from facefactory.operators.order_check import Problem, order_problems, refusal
+from facefactory.operators.order_schema import ORDER_FIELDS, run_id_for
 
 log = logging.getLogger("facefactory.orders")
 

@@ -1,4 +1,4 @@
-"""Build and measure the identity calibration (``python -m quality.calibration``).
+"""Build and measure the identity calibration (``python -m facefactory.quality.calibration``).
 
 Model: ``z = W (x - alpha * mu)`` with ``mu`` the mean of per-identity mean embeddings and
 ``W = S^-1/2`` for the within-identity covariance shrunk toward a scaled identity
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from quality.calibration_data import FaceSet, build_faceset
-from quality.identity import DATA_DIR, Calibration
+from facefactory.quality.calibration_data import FaceSet, build_faceset
+from facefactory.quality.identity import DATA_DIR, Calibration
 
 THRESHOLD = 0.85
 ALPHAS = (1.0, 0.9, 0.8, 0.75, 0.7, 0.65, 0.6)
@@ -147,7 +147,7 @@ def build(fs: FaceSet, version: str, threshold: float = THRESHOLD) -> dict:
     cal = fit(fs.embeddings, fs.labels, alpha, lam, fs.recognizer, version)
     doc = cal.to_json()
     doc["built"] = {
-        "date": date.today().isoformat(), "procedure": "python -m quality.calibration",
+        "date": date.today().isoformat(), "procedure": "python -m facefactory.quality.calibration",
         "identities": fs.names, "views_per_identity": int(np.bincount(fs.labels).min()),
         "embeddings": int(len(fs.embeddings)), "seed": SEED, "alpha": alpha, "lam": lam,
         "held_out": held_out, "raw": measure(raw_scores(fs), threshold),
@@ -172,7 +172,7 @@ def _load_analyzer(spec: str | None, pack: str | None, model_dir: str | None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m quality.calibration", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m facefactory.quality.calibration", description=__doc__.split("\n")[0])
     ap.add_argument("--pack", help="ONNX model pack whose ArcFace recognizer to calibrate")
     ap.add_argument("--model-dir", help="model dir of --pack (default FACEFACTORY_MODEL_DIR)")
     ap.add_argument("--recognizer", help="module:callable building the recognizer (default: dlib ResNet)")

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from quality import workarea as wa
+from facefactory.quality import workarea as wa
 
 
 def _thumbs(order_dir: str, chunks: list[dict]) -> dict[int, tuple[int, int]]:

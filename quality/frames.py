@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from quality import workarea as wa
-from quality.identity import calibrated_cosine
+from facefactory.quality import workarea as wa
+from facefactory.quality.identity import calibrated_cosine
 
 COLUMNS = [
     "frame", "chunk", "faces_target", "swapped", "face_found_after", "id_measured", "id_cosine_raw",

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from operators.names import FINAL_GATE, QUALITY_GATE, GateResultDict, GateStage
-from quality import workarea as wa
-from quality.fallback import fallback_options
-from quality.frames import OrderFrames, chunk_of, frame_ranges, load_order_frames
-from quality.identity import load_calibration
-from quality.suite import DEFAULT_SUITE, load_suite_doc, resolve_parameters, validate_frames
+from facefactory.operators.names import FINAL_GATE, QUALITY_GATE, GateResultDict, GateStage
+from facefactory.quality import workarea as wa
+from facefactory.quality.fallback import fallback_options
+from facefactory.quality.frames import OrderFrames, chunk_of, frame_ranges, load_order_frames
+from facefactory.quality.identity import load_calibration
+from facefactory.quality.suite import DEFAULT_SUITE, load_suite_doc, resolve_parameters, validate_frames
 
 log = logging.getLogger(__name__)
 

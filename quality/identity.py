@@ -3,7 +3,7 @@
 Raw recognizer cosines are not comparable to a fixed threshold: dlib embeddings of *different*
 people share a large common component (raw cosine 0.80-0.92 between strangers).  The gate
 therefore compares embeddings after an affine calibration per recognizer,
-``z = W @ (x - mean)``, whose parameters are built offline by :mod:`quality.calibration`
+``z = W @ (x - mean)``, whose parameters are built offline by :mod:`facefactory.quality.calibration`
 and shipped as a small versioned JSON file in ``quality/data/``.
 """
 from __future__ import annotations
@@ -95,7 +95,7 @@ def load_calibration(recognizer: str) -> Calibration:
     if not found:
         raise LookupError(
             f"no identity calibration for recognizer {recognizer!r} in "
-            f"{[str(d) for d in _search_dirs(recognizer)]}; build one with `python -m quality.calibration`"
+            f"{[str(d) for d in _search_dirs(recognizer)]}; build one with `python -m facefactory.quality.calibration`"
         )
     return max(found, key=lambda c: c.version)
 

@@ -2,7 +2,7 @@
 
 Written to ``<order>/report/index.html`` with ``metrics.png`` and ``contact_sheet.png`` beside
 it (contracts.md). Everything is read from the work area, so the page can be rebuilt at any time
-after a gate: ``python -m quality.report <order_dir>``.
+after a gate: ``python -m facefactory.quality.report <order_dir>``.
 """
 from __future__ import annotations
 
@@ -18,12 +18,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from operators.names import GATE_STAGES
-from quality import workarea as wa
-from quality.contact import contact_sheet_png
-from quality.cost import emit_stats, order_cost
-from quality.frames import load_order_frames
-from quality.plots import metrics_png
+from facefactory.operators.names import GATE_STAGES
+from facefactory.quality import workarea as wa
+from facefactory.quality.contact import contact_sheet_png
+from facefactory.quality.cost import emit_stats, order_cost
+from facefactory.quality.frames import load_order_frames
+from facefactory.quality.plots import metrics_png
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ calibration {_e(summary.get('calibration'))} · generated {datetime.now(UTC).iso
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m quality.report", description="(Re)build an order's QA report")
+    ap = argparse.ArgumentParser(prog="python -m facefactory.quality.report", description="(Re)build an order's QA report")
     ap.add_argument("order_dir")
     ap.add_argument("--order", help="order conf JSON")
     args = ap.parse_args(argv)

@@ -56,7 +56,7 @@ fi
 
 STAMP="$VENV/.facefactory-install"
 WANT="$(cat requirements.txt pyproject.toml images/worker/pyproject.toml | sha256sum | cut -d' ' -f1)"
-if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ] || ! "$VENV/bin/python" -c 'import faceworker, facefactory, airflow' 2>/dev/null; then
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ] || ! "$VENV/bin/python" -c 'import faceworker, facefactory.operators, facefactory.quality, airflow' 2>/dev/null; then
   say "installing Python packages (pinned, CPU only)"
   "$VENV/bin/pip" install -q -r requirements.txt
   "$VENV/bin/pip" install -q --no-deps insightface==2.1   # sample faces only (no torch, no weights)

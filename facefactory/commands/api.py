@@ -14,8 +14,8 @@ import sys
 from typing import Any
 
 from facefactory.client import ClientError, OrderClient, RunStatus, ServerConfig
-from operators.order_check import order_problems, refusal
-from operators.order_schema import coerce_field
+from facefactory.operators.order_check import order_problems, refusal
+from facefactory.operators.order_schema import coerce_field
 
 
 def build_order(source: str, target: str, sets: list[str], order_id: str | None) -> dict[str, Any]:

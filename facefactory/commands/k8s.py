@@ -15,7 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from operators import names
+from facefactory.operators import names
 
 DAG_ID = names.DAG_ID
 
@@ -46,8 +46,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def parse_sets(pairs: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
     """Split `--set` pairs into order fields (typed per the order schema) and pod settings."""
-    from operators.order_schema import ORDER_FIELDS, coerce_field
-    from operators.pod_spec import SETTINGS
+    from facefactory.operators.order_schema import ORDER_FIELDS, coerce_field
+    from facefactory.operators.pod_spec import SETTINGS
 
     order: dict[str, Any] = {}
     pod: dict[str, str] = {}
@@ -67,9 +67,9 @@ def parse_sets(pairs: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
 
 def full_order(fields: dict[str, Any]) -> dict[str, Any]:
     """Order defaults (the trigger form's) with the given fields on top, checked with the one
-    refusal (operators.order_check) like every way in."""
-    from operators.order_check import order_problems, refusal
-    from operators.order_schema import ORDER_FIELDS
+    refusal (facefactory.operators.order_check) like every way in."""
+    from facefactory.operators.order_check import order_problems, refusal
+    from facefactory.operators.order_schema import ORDER_FIELDS
 
     order = {name: spec.get("default") for name, spec in ORDER_FIELDS.items()}
     order.update(fields)
@@ -82,8 +82,8 @@ def _chunk_size(order: dict[str, Any], frames: int | None) -> int:
     """The order's chunk size as the DAG's chunk task would choose it; "auto" (empty) without the
     target's frame count (`--frames`) renders the auto rule's smallest chunk."""
     from facefactory import settings as ff_settings
-    from operators.config import parse_time
-    from operators.media import AUTO_MIN_FRAMES, effective_chunk_frames
+    from facefactory.operators.config import parse_time
+    from facefactory.operators.media import AUTO_MIN_FRAMES, effective_chunk_frames
 
     requested = order.get("chunk_frames")
     if frames is None:
@@ -114,8 +114,8 @@ def render_chunk_pod(order: dict[str, Any], chunk: dict[str, int], work_root: st
                      pod_settings: dict[str, str] | None = None, *, task_id: str = "swap",
                      try_number: int = 1) -> Any:
     """Build the V1Pod of the mapped swap task instance for `chunk` (no cluster, no DB)."""
-    from operators.face_swap_pod import FaceSwapPodOperator, swap_arguments
-    from operators.order_schema import run_id_for
+    from facefactory.operators.face_swap_pod import FaceSwapPodOperator, swap_arguments
+    from facefactory.operators.order_schema import run_id_for
 
     args = swap_arguments(work_root, order["order_id"], chunk, order)
     op = FaceSwapPodOperator(task_id=task_id, arguments=args, pod_settings=pod_settings)
@@ -125,8 +125,8 @@ def render_chunk_pod(order: dict[str, Any], chunk: dict[str, int], work_root: st
 
 
 def _render_pod(args: argparse.Namespace) -> int:
+    from facefactory.operators.pod_spec import pod_manifest, pod_yaml
     from facefactory.settings import load
-    from operators.pod_spec import pod_manifest, pod_yaml
 
     try:
         fields, pod_settings = parse_sets(args.sets)

@@ -25,16 +25,16 @@ from typing import Any, NoReturn
 
 from facefactory import settings as ff_settings
 from facefactory.deadlines import without_deadline
-from operators import names
-from operators.order_schema import ORDER_FIELDS, coerce_field, run_id_for
+from facefactory.operators import names
+from facefactory.operators.order_schema import ORDER_FIELDS, coerce_field, run_id_for
 
 DAG_ID = names.DAG_ID
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 #: modules the order's tasks import lazily (Great Expectations, pandas, matplotlib, boto3): imported
 #: once by `order run` while ingest runs, inherited by every forked task (facefactory.parallel_run)
-PREWARM = ("quality.gate", "quality.suite:preload", "quality.report", "operators.publish",
-           "operators.s3.workarea")
+PREWARM = ("facefactory.quality.gate", "facefactory.quality.suite:preload", "facefactory.quality.report",
+           "facefactory.operators.publish", "facefactory.operators.s3.workarea")
 
 
 def register(subparsers: Any) -> None:
@@ -58,7 +58,7 @@ def coerce(key: str, raw: str) -> Any:
 
 def build_conf(args: argparse.Namespace) -> dict[str, Any]:
     """The order conf from the command line, validated against the order schema."""
-    from operators.order_check import order_problems
+    from facefactory.operators.order_check import order_problems
 
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     conf: dict[str, Any] = {
@@ -76,7 +76,7 @@ def build_conf(args: argparse.Namespace) -> dict[str, Any]:
         if isinstance(value, str) and value.startswith("/"):
             conf[path_key] = Path(value).as_uri()  # plain paths are accepted, sent as file://
     if problems := order_problems(conf):
-        raise ValueError("; ".join(map(str, problems)))  # the one refusal (operators.order_check)
+        raise ValueError("; ".join(map(str, problems)))  # the one refusal (facefactory.operators.order_check)
     return conf
 
 
@@ -166,7 +166,7 @@ def failed_tasks(run_id: str) -> list[tuple[str, int, str]]:
 
 def failure_reasons(order_id: str, run_id: str) -> list[dict[str, Any]]:
     """The run's failed tries recorded under `<order>/failures/` (the tasks' failure callback)."""
-    from operators import config, media
+    from facefactory.operators import config, media
 
     cfg = config.run_time(use_variables=False)
     try:
@@ -190,9 +190,9 @@ def live_scheduler() -> Any | None:
 
 
 def check_same_inputs(conf: dict[str, Any]) -> None:
-    """Refuse (operators.order_inputs.InputsChanged) an order id whose recorded inputs differ."""
-    from operators import config, media
-    from operators.order_inputs import check_rerun
+    """Refuse (facefactory.operators.order_inputs.InputsChanged) an order id whose recorded inputs differ."""
+    from facefactory.operators import config, media
+    from facefactory.operators.order_inputs import check_rerun
 
     order = {name: conf.get(name, spec.get("default")) for name, spec in ORDER_FIELDS.items()}
     cfg = config.run_time(use_variables=False)

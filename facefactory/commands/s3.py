@@ -35,15 +35,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _client(conn_id: str):  # noqa: ANN202 - a boto3 client
-    from operators.s3.client import ClientSettings, s3_client
+    from facefactory.operators.s3.client import ClientSettings, s3_client
 
     return s3_client(ClientSettings.from_env(conn_id=conn_id))
 
 
 def _setup_lifecycle(args: argparse.Namespace) -> int:
-    from operators.s3.errors import S3Error
-    from operators.s3.lifecycle import LifecyclePolicy, apply_lifecycle
-    from operators.s3.uris import validate_bucket
+    from facefactory.operators.s3.errors import S3Error
+    from facefactory.operators.s3.lifecycle import LifecyclePolicy, apply_lifecycle
+    from facefactory.operators.s3.uris import validate_bucket
 
     try:
         validate_bucket(args.bucket)
@@ -63,8 +63,8 @@ def _setup_lifecycle(args: argparse.Namespace) -> int:
 
 
 def _tag_intermediates(args: argparse.Namespace) -> int:
-    from operators.s3.errors import S3Error
-    from operators.s3.lifecycle import tag_intermediates
+    from facefactory.operators.s3.errors import S3Error
+    from facefactory.operators.s3.lifecycle import tag_intermediates
 
     try:
         counts = tag_intermediates(_client(args.conn_id), args.bucket, args.prefix, dry_run=args.dry_run)

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from operators.s3.errors import CdnTimeoutError, classify
-from operators.s3.uris import S3Uri
+from facefactory.operators.s3.errors import CdnTimeoutError, classify
+from facefactory.operators.s3.uris import S3Uri
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from operators.s3.client import DEFAULT_CONN_ID
+from facefactory.operators.s3.client import DEFAULT_CONN_ID
 
 
 class InvalidationTrigger(BaseTrigger):
@@ -39,8 +39,8 @@ class InvalidationTrigger(BaseTrigger):
         })
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from operators.s3 import cdn
-        from operators.s3.client import ClientSettings, cloudfront_client
+        from facefactory.operators.s3 import cdn
+        from facefactory.operators.s3.client import ClientSettings, cloudfront_client
 
         polls = 0
         ids = {"distribution_id": self.distribution_id, "invalidation_id": self.invalidation_id}

@@ -13,10 +13,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from operators.s3 import cdn
-from operators.s3.client import ClientSettings, cloudfront_client, s3_client
-from operators.s3.publish import PublishOptions, publish_video
-from operators.s3.uris import parse_s3_uri
+from facefactory.operators.s3 import cdn
+from facefactory.operators.s3.client import ClientSettings, cloudfront_client, s3_client
+from facefactory.operators.s3.publish import PublishOptions, publish_video
+from facefactory.operators.s3.uris import parse_s3_uri
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - the operators package always runs with
 
 
 class S3Error(Exception):
-    """Base of every error raised by operators.s3."""
+    """Base of every error raised by facefactory.operators.s3."""
 
 
 class S3PermanentError(S3Error, AirflowFailException):

@@ -15,8 +15,8 @@ from typing import Any
 
 from boto3.s3.transfer import TransferConfig
 
-from operators.s3.errors import S3IntegrityError, S3NotFoundError, S3TooLargeError, classify
-from operators.s3.uris import S3Uri, is_s3_uri, parse_s3_uri
+from facefactory.operators.s3.errors import S3IntegrityError, S3NotFoundError, S3TooLargeError, classify
+from facefactory.operators.s3.uris import S3Uri, is_s3_uri, parse_s3_uri
 
 log = logging.getLogger(__name__)
 

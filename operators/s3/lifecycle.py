@@ -13,12 +13,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from facefactory.operators.s3.errors import classify
 from faceworker.workarea import (
     INTERMEDIATE_KEY,
     INTERMEDIATE_TAG_KEY,
     INTERMEDIATE_TAG_VALUE,
 )
-from operators.s3.errors import classify
 
 RULE_PREFIX = "facefactory-"
 # The tag is the engine's: its S3 work area sets it on every chunks/ and swapped/ upload.

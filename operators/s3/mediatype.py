@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from operators.s3.errors import S3PermanentError
+from facefactory.operators.s3.errors import S3PermanentError
 
 AUDIO_ONLY_BRANDS = {b"M4A ", b"M4B ", b"M4P "}
 

@@ -22,11 +22,11 @@ from typing import Any
 
 from boto3.s3.transfer import TransferConfig
 
+from facefactory.operators.s3.errors import S3IntegrityError, S3NotFoundError, S3PermanentError, classify
+from facefactory.operators.s3.ingest import head, sha256_object
+from facefactory.operators.s3.mediatype import sniff
+from facefactory.operators.s3.uris import S3Uri, parse_s3_uri
 from faceworker.spec import sha256_file
-from operators.s3.errors import S3IntegrityError, S3NotFoundError, S3PermanentError, classify
-from operators.s3.ingest import head, sha256_object
-from operators.s3.mediatype import sniff
-from operators.s3.uris import S3Uri, parse_s3_uri
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 The engine's `faceworker.workarea` already reads and writes `s3://` work roots (the worker
 pods use it); the Airflow tasks use the *same* classes, but with a boto3 client built from the
-Airflow connection (`operators.s3.client`) instead of the engine's ambient credentials, and
-bring order inputs in through `operators.s3.ingest` (HEAD + cap first).
+Airflow connection (`facefactory.operators.s3.client`) instead of the engine's ambient credentials, and
+bring order inputs in through `facefactory.operators.s3.ingest` (HEAD + cap first).
 """
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from facefactory.operators.s3.client import ClientSettings, s3_client, worker_env
+from facefactory.operators.s3.errors import S3PermanentError
+from facefactory.operators.s3.ingest import copy_object, download, head
+from facefactory.operators.s3.uris import is_s3_uri, parse_s3_uri
 from faceworker.spec import sha256_file
 from faceworker.workarea import LocalStore, OrderArea, S3Store, Store, intermediate_tagging, open_store
-from operators.s3.client import ClientSettings, s3_client, worker_env
-from operators.s3.errors import S3PermanentError
-from operators.s3.ingest import copy_object, download, head
-from operators.s3.uris import is_s3_uri, parse_s3_uri
 
 
 def open_work_store(work_root: str, settings: ClientSettings | None = None, client: Any = None) -> Store:
@@ -96,7 +96,7 @@ def size_of(area: OrderArea, rel: str) -> int:
 @contextmanager
 def worker_environment(work_root: str, settings: ClientSettings | None = None) -> Iterator[dict[str, str]]:
     """Env additions for a local `faceworker` subprocess (and env-driven S3 readers such as
-    `quality.workarea`) while a task runs against an s3:// work root; nothing for local roots.
+    `facefactory.quality.workarea`) while a task runs against an s3:// work root; nothing for local roots.
     The credentials go to the child environment only: never log or XCom the yielded dict."""
     if not is_s3_uri(work_root):
         yield {}

@@ -113,8 +113,8 @@ def test_worker_without_work_area_access_is_refused(monkeypatch: pytest.MonkeyPa
 
 def test_publish_with_the_s3_endpoint_down_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """S3 down during publish: a transient S3 error naming the action and endpoint, no hang."""
-    from operators.publish import publish
-    from operators.s3.errors import S3Error
+    from facefactory.operators.publish import publish
+    from facefactory.operators.s3.errors import S3Error
 
     dead = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(

@@ -72,12 +72,12 @@ def test_face_swap_order_shape(dagbag) -> None:
     assert dag.get_task("final_gate").trigger_rule == "none_failed"
     assert [a.name for a in dag.get_task("publish").outlets] == ["facefactory_published_video"]
     # the CDN wait is its own deferrable task after publish (no worker slot held while CloudFront works)
-    from operators.cdn_wait import CdnInvalidationWait
+    from facefactory.operators.cdn_wait import CdnInvalidationWait
 
     assert downstream["publish"] == {"cdn_ready"}
     assert isinstance(dag.get_task("cdn_ready"), CdnInvalidationWait)
-    # every task id is one of operators.names' constants (the links, report and CLI look tasks up by them)
-    from operators import names
+    # every task id is one of facefactory.operators.names' constants (the links, report and CLI look tasks up by them)
+    from facefactory.operators import names
 
     assert dag.dag_id == names.DAG_ID
     assert set(dag.task_ids) == {names.INGEST, names.CHUNK, names.SWAP, names.QUALITY_GATE, names.RESWAP,
@@ -85,7 +85,7 @@ def test_face_swap_order_shape(dagbag) -> None:
 
 
 def test_params_form_comes_from_order_schema(dagbag) -> None:
-    from operators.order_schema import ORDER_FIELDS
+    from facefactory.operators.order_schema import ORDER_FIELDS
 
     params = dagbag.dags["face_swap_order"].params
     assert set(params.keys()) == set(ORDER_FIELDS)

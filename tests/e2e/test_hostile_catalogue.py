@@ -50,7 +50,7 @@ PIPELINE = ["ingest", "chunk", "swap", "quality_gate", "reswap", "final_gate", "
 
 def _failure(server: AirflowServer, work: Path, order_id: str, run_id: str) -> tuple[str, str]:
     """(first failed task, its recorded error) of a failed run; errors come from the order's
-    failures/ records (operators.media.record_failure), i.e. what `order run` reports."""
+    failures/ records (facefactory.operators.media.record_failure), i.e. what `order run` reports."""
     states = server.task_states(ORDER_DAG, run_id)
     failed = [t for t, s in states.items() if s == "failed"]
     if not failed:

@@ -2,7 +2,7 @@
 
 Each invalid order is sent through REST (the route the UI's trigger form posts to),
 `facefactory submit`, the bulk inbox and `facefactory order run`; every way must answer with the
-same message (operators.order_check), its refusal status (HTTP 400 / exit 2 / rejected/), and
+same message (facefactory.operators.order_check), its refusal status (HTTP 400 / exit 2 / rejected/), and
 create no face_swap_order run. One real order, triggered the way the form does it (no Run ID),
 then checks the derived run id, its links, and that a duplicate answers 409 with the existing
 run and no ERROR traceback in the API server log.
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from airflow_server import BULK_DAG, ORDER_DAG, AirflowServer, sample_order
 
-from operators.order_check import order_problems, refusal
+from facefactory.operators.order_check import order_problems, refusal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1500)]
 

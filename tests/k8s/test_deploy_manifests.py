@@ -17,8 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from operators.pod_spec import GPU_TAINT_KEY, SETTINGS
-from operators.s3.lifecycle import LifecyclePolicy
+from facefactory.operators.pod_spec import GPU_TAINT_KEY, SETTINGS
+from facefactory.operators.s3.lifecycle import LifecyclePolicy
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 KUBE_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]

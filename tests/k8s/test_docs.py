@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from operators.pod_spec import PARSE_TIME_SETTINGS, SETTINGS
+from facefactory.operators.pod_spec import PARSE_TIME_SETTINGS, SETTINGS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "kubernetes.md"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from operators.pod_spec import SETTINGS
+from facefactory.operators.pod_spec import SETTINGS
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = REPO / "images" / "worker" / "Dockerfile"

@@ -24,7 +24,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from operators.pod_spec import SETTINGS, XCOM_FILE
+from facefactory.operators.pod_spec import SETTINGS, XCOM_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ DAG = textwrap.dedent(
     from datetime import datetime
     from pathlib import Path
     from airflow.sdk import dag, task
-    from operators.face_swap_pod import FaceSwapPodOperator, swap_arguments
+    from facefactory.operators.face_swap_pod import FaceSwapPodOperator, swap_arguments
 
     ORDER = {"order_id": "%(order)s", "swapper": "classic", "enhancer": "none",
              "face_selector": "one", "identity_weight": 1.0}

@@ -9,8 +9,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from operators.face_swap_pod import FaceSwapPodOperator, swap_arguments
-from operators.pod_spec import (
+from facefactory.operators.face_swap_pod import FaceSwapPodOperator, swap_arguments
+from facefactory.operators.pod_spec import (
     SETTINGS,
     XCOM_FILE,
     PodSettings,
@@ -178,7 +178,7 @@ def test_unknown_setting_is_refused() -> None:
 def test_variables_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACEFACTORY_K8S_NAMESPACE", "from-env")
     variables = {"FACEFACTORY_K8S_NAMESPACE": "from-variable"}
-    from operators.pod_spec import os as pod_os
+    from facefactory.operators.pod_spec import os as pod_os
 
     def lookup(name: str) -> str | None:
         return variables.get(name) or pod_os.environ.get(name)

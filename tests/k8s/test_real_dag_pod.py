@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import kubernetes_validate
 import pytest
 
-from operators.face_swap_pod import FaceSwapPodOperator, swap_arguments
-from operators.order_schema import run_id_for
-from operators.pod_spec import SETTINGS, XCOM_FILE, pod_manifest
+from facefactory.operators.face_swap_pod import FaceSwapPodOperator, swap_arguments
+from facefactory.operators.order_schema import run_id_for
+from facefactory.operators.pod_spec import SETTINGS, XCOM_FILE, pod_manifest
 
 ORDER = {"order_id": "shop-7", "swapper": "classic", "enhancer": "none", "face_selector": "one",
          "identity_weight": 0.8}

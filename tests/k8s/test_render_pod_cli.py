@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from facefactory.cli import main
-from operators.pod_spec import SETTINGS
+from facefactory.operators.pod_spec import SETTINGS
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from operators import bulk
+from facefactory.operators import bulk
 
 SRC = "file:///data/in/face.png"
 TGT = "file:///data/in/clip.mp4"
@@ -129,7 +129,7 @@ def test_schedule_and_inbox_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 def test_rejections_are_warnings_and_make_a_report(tmp_path: Path, caplog) -> None:
     (tmp_path / "bad.json").write_text(json.dumps(order("b1", min_psnr_db=5)))
     (tmp_path / "good.json").write_text(json.dumps(order("g1")))
-    with caplog.at_level("INFO", logger="operators.bulk"):
+    with caplog.at_level("INFO", logger="facefactory.operators.bulk"):
         plan = bulk.scan(bulk.LocalInbox(tmp_path), 10)
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "bad.json rejected" in warnings[0] and "min_psnr_db" in warnings[0]
@@ -140,7 +140,7 @@ def test_rejections_are_warnings_and_make_a_report(tmp_path: Path, caplog) -> No
 
 def test_missing_inbox_is_created_and_reported(tmp_path: Path, caplog) -> None:
     inbox = tmp_path / "not" / "there"
-    with caplog.at_level("WARNING", logger="operators.bulk"):
+    with caplog.at_level("WARNING", logger="facefactory.operators.bulk"):
         assert bulk.scan(bulk.LocalInbox(inbox), 10).triggers == []
     assert inbox.is_dir()
     assert any("did not exist; created it" in r.getMessage() for r in caplog.records)

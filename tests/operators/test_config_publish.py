@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from operators import config, publish
-from operators.order_schema import ORDER_FIELDS
+from facefactory.operators import config, publish
+from facefactory.operators.order_schema import ORDER_FIELDS
 
 
 def _order(**changes: object) -> dict[str, object]:

@@ -1,4 +1,4 @@
-"""operators.engine_client: the one reader of the engine's CLI contract (docs/contracts.md)."""
+"""facefactory.operators.engine_client: the one reader of the engine's CLI contract (docs/contracts.md)."""
 from __future__ import annotations
 
 import logging
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
+from facefactory.operators import engine_client, media
 from faceworker import errors
-from operators import engine_client, media
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from operators.face_swap_pod import (
+from facefactory.operators.face_swap_pod import (
     FaceSwapPodOperator,
     WorkerFailed,
     local_invocation,
     swap_arguments,
 )
-from operators.pod_spec import XCOM_FILE
+from facefactory.operators.pod_spec import XCOM_FILE
 
 FAKE_WORKER = """\
 #!{python}
@@ -192,7 +192,7 @@ MAPPED_DAG = textwrap.dedent(
     import os
     from datetime import datetime
     from airflow.sdk import dag, task
-    from operators.face_swap_pod import FaceSwapPodOperator, swap_arguments
+    from facefactory.operators.face_swap_pod import FaceSwapPodOperator, swap_arguments
 
     @dag(schedule=None, start_date=datetime(2026, 1, 1), catchup=False)
     def mapped_swap():

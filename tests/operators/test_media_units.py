@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from operators import config, media
+from facefactory.operators import config, media
 
 
 def test_chunk_ranges_tile_the_video() -> None:
@@ -182,8 +182,8 @@ def test_concurrent_failures_are_all_recorded(tmp_path, monkeypatch) -> None:
 def test_local_inputs_are_hard_linked_into_a_local_work_area(tmp_path, monkeypatch) -> None:
     import os
 
+    from facefactory.operators.s3 import workarea as s3wa
     from faceworker.workarea import WorkArea
-    from operators.s3 import workarea as s3wa
 
     src = tmp_path / "in" / "clip.mp4"
     src.parent.mkdir()
@@ -202,8 +202,8 @@ def test_local_inputs_are_hard_linked_into_a_local_work_area(tmp_path, monkeypat
 
 
 def test_ingest_probes_a_local_target_in_process(tmp_path, media_clip) -> None:
+    from facefactory.operators import uris
     from faceworker.workarea import WorkArea
-    from operators import uris
 
     area = WorkArea(tmp_path / "work").order("o1")
     target = uris.OrderUri(scheme="file", path=media_clip)
@@ -241,9 +241,9 @@ def test_engine_stderr_lines_are_logged_at_their_own_level(tmp_path, monkeypatch
     )
     fake.chmod(0o755)
     monkeypatch.setenv("FACEFACTORY_WORKER_BIN", str(fake))
-    with caplog.at_level(logging.DEBUG, logger="operators.media"):
+    with caplog.at_level(logging.DEBUG, logger="facefactory.operators.media"):
         assert media.run_worker(["probe"], timeout_s=10) == {"frames": 25}
-    levels = {r.getMessage(): r.levelno for r in caplog.records if r.name == "operators.media"}
+    levels = {r.getMessage(): r.levelno for r in caplog.records if r.name == "facefactory.operators.media"}
     assert levels['{"level": "info", "event": "decoded 25 frames"}'] == logging.INFO
     assert levels['{"level": "warning", "event": "source turned 40 deg"}'] == logging.WARNING
     assert levels["plain text"] == logging.INFO

@@ -1,4 +1,4 @@
-"""operators.names: every choice is one Literal, and everything that offers or checks the choice
+"""facefactory.operators.names: every choice is one Literal, and everything that offers or checks the choice
 is derived from it (issue 17: a new face selector is one Literal plus the engine code)."""
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from typing import get_args
 
 import pytest
 
+from facefactory.operators import names
+from facefactory.operators.face_swap_pod import swap_arguments
+from facefactory.operators.order_check import order_problems
+from facefactory.operators.order_schema import ORDER_FIELDS, order_json_schema, run_id_for
 from faceworker import spec as engine_spec
 from faceworker import tracking
 from faceworker.cli import build_parser
 from faceworker.workarea import check_order_id
-from operators import names
-from operators.face_swap_pod import swap_arguments
-from operators.order_check import order_problems
-from operators.order_schema import ORDER_FIELDS, order_json_schema, run_id_for
 
 
 def _cli_choices(command: str, flag: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""The one refusal (operators.order_check): human messages naming the field, for every kind of
+"""The one refusal (facefactory.operators.order_check): human messages naming the field, for every kind of
 invalid order, and the same words whichever parser produced the value."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from operators.order_check import Problem, order_problems, parse_field, refusal
-from operators.order_schema import ORDER_ID_PATTERN, coerce_field, run_id_for
+from facefactory.operators.order_check import Problem, order_problems, parse_field, refusal
+from facefactory.operators.order_schema import ORDER_ID_PATTERN, coerce_field, run_id_for
 
 GOOD = {"order_id": "o-1", "source": "file:///in/s.png", "target": "s3://bucket-1/t.mp4"}
 

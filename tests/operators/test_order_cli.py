@@ -20,7 +20,7 @@ def test_sets_are_typed_and_paths_become_file_uris() -> None:
 
 
 def test_generated_order_id_is_valid() -> None:
-    from operators.order_schema import run_id_for
+    from facefactory.operators.order_schema import run_id_for
 
     conf = order.build_conf(_args())
     assert run_id_for(conf["order_id"]).startswith("order__cli-")

@@ -1,13 +1,13 @@
-"""An order id is bound to its inputs' checksums and pixel options (operators.order_inputs)."""
+"""An order id is bound to its inputs' checksums and pixel options (facefactory.operators.order_inputs)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
+from facefactory.operators import order_inputs, uris
+from facefactory.operators.config import run_time
 from faceworker.workarea import WorkArea
-from operators import order_inputs, uris
-from operators.config import run_time
 
 
 @pytest.fixture()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from operators import publish
+from facefactory.operators import publish
 
 
 @pytest.fixture()
@@ -88,8 +88,8 @@ def test_s3_access_denied_fails_at_once_after_one_request(tmp_path: Path) -> Non
     from botocore.config import Config
     from botocore.stub import Stubber
 
-    from operators.s3.errors import S3AccessDeniedError
-    from operators.s3.publish import publish_video
+    from facefactory.operators.s3.errors import S3AccessDeniedError
+    from facefactory.operators.s3.publish import publish_video
 
     video = tmp_path / "o.mp4"
     video.write_bytes(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\x00" * 64)

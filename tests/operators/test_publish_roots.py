@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from facefactory import settings as ff_settings
-from operators import config, publish, uris
-from operators.order_check import order_problems, refusal
+from facefactory.operators import config, publish, uris
+from facefactory.operators.order_check import order_problems, refusal
 
 GOOD = {"order_id": "o-1", "source": "file:///in/s.png", "target": "file:///in/t.mp4"}
 
@@ -134,7 +134,7 @@ def test_bulk_and_order_run_refuse_it(monkeypatch: pytest.MonkeyPatch, tmp_path:
     import argparse
 
     from facefactory.commands import order
-    from operators import bulk
+    from facefactory.operators import bulk
 
     monkeypatch.setenv("FACEFACTORY_HOME", str(tmp_path))
     [error] = bulk.order_errors({**GOOD, "publish_to": "http://169.254.169.254/x"})

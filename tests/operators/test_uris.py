@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from operators import uris
+from facefactory.operators import uris
 
 
 @pytest.fixture()
@@ -71,7 +71,7 @@ def test_inputs_placeholder_expands_to_first_root() -> None:
 @pytest.mark.parametrize("bucket", ["bucket..name", "bucket.-name", "xn--bucket", "192.168.1.10",
                                     "name-s3alias"])
 def test_invalid_bucket_names_are_refused_before_a_run_and_at_ingest(bucket):
-    from operators.order_check import order_problems, refusal
+    from facefactory.operators.order_check import order_problems, refusal
 
     uri = f"s3://{bucket}/clip.mp4"
     with pytest.raises(uris.UriError, match="invalid S3 bucket name"):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quality.identity import load_calibration
+from facefactory.quality.identity import load_calibration
 
 RECOGNIZER = "dlib_resnet_v1"
 

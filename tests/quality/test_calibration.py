@@ -1,6 +1,6 @@
 """Identity calibration, measured from the offline faces (not hard-coded numbers).
 
-Builds the same face set as ``python -m quality.calibration`` (≈ 1 min on 2 cores) and
+Builds the same face set as ``python -m facefactory.quality.calibration`` (≈ 1 min on 2 cores) and
 measures with held-out identities: same-person pairs of identity i are scored with a
 calibration fitted without i, different-person pairs (i, j) with one fitted without both.
 """
@@ -11,9 +11,9 @@ import json
 import numpy as np
 import pytest
 
-from quality import calibration as qc
-from quality.calibration_data import build_faceset
-from quality.identity import DATA_DIR, load_calibration
+from facefactory.quality import calibration as qc
+from facefactory.quality.calibration_data import build_faceset
+from facefactory.quality.identity import DATA_DIR, load_calibration
 
 pytestmark = pytest.mark.slow
 
@@ -86,8 +86,8 @@ def test_procedure_is_recognizer_agnostic(faceset, tmp_path, monkeypatch):
     by the same build(); the result is found for ``arcface:<pack>`` in the pack's dir."""
     from dataclasses import replace
 
-    from quality.identity import calibrated_cosine
-    from quality.identity import load_calibration as load
+    from facefactory.quality.identity import calibrated_cosine
+    from facefactory.quality.identity import load_calibration as load
 
     rng = np.random.default_rng(7)
     q, _ = np.linalg.qr(rng.normal(size=(512, 128)))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from quality.fallback import fallback_options
+from facefactory.quality.fallback import fallback_options
 
 CASES = {
     "id_cosine": {"identity_weight": 1.0, "keep_target_mouth": False},

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from synthetic import make_order, raw_from_calibrated
 
-from quality.gate import evaluate
-from quality.identity import calibrated_cosine, load_calibration
+from facefactory.quality.gate import evaluate
+from facefactory.quality.identity import calibrated_cosine, load_calibration
 
 ORDER = {"min_id_cosine": 0.85, "min_psnr_db": 30.0}
 
@@ -158,7 +158,7 @@ def test_older_metrics_without_sampling_fields_count_every_embedded_frame(tmp_pa
 def test_final_gate_reuses_the_validation_of_unchanged_inputs(tmp_path, monkeypatch):
     """final_gate after a quality_gate with nothing to reswap: same frames, same suite, same
     parameters -> the stored GX result is reused (no second validation); any change revalidates."""
-    import quality.gate as gate
+    import facefactory.quality.gate as gate
 
     order = make_order(tmp_path, psnr={70: 20.0})
     first = evaluate(str(order), ORDER, expected_frames=120)

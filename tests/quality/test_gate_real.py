@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from realorder import _fw, make_damaged_order, make_noop_order, make_real_order
 
-from quality.gate import evaluate
-from quality.report import build_report
+from facefactory.quality.gate import evaluate
+from facefactory.quality.report import build_report
 
 pytestmark = pytest.mark.slow
 ORDER = {"order_id": "o1", "min_id_cosine": 0.85, "min_psnr_db": 30.0, "swapper": "classic"}

@@ -26,8 +26,8 @@ def s3(monkeypatch):
 def test_gate_and_report_on_s3(tmp_path, s3):
     from synthetic import make_order
 
-    from quality.gate import evaluate
-    from quality.report import build_report
+    from facefactory.quality.gate import evaluate
+    from facefactory.quality.report import build_report
 
     local = make_order(tmp_path, bad_identity={2: [100]}, frames=120)
     for path in local.rglob("*"):

@@ -1,13 +1,13 @@
-"""quality.workarea is the engine's work area (faceworker.workarea) seen through object URIs."""
+"""facefactory.quality.workarea is the engine's work area (faceworker.workarea) seen through object URIs."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
+from facefactory.quality import workarea as wa
 from faceworker.errors import BadInput
 from faceworker.workarea import LocalStore, S3Store, open_object, open_store, split_s3_uri
-from quality import workarea as wa
 
 
 def test_one_s3_parser_for_roots_and_objects() -> None:

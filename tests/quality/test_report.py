@@ -6,9 +6,9 @@ import json
 import pytest
 from synthetic import make_order
 
-from quality.cost import order_cost
-from quality.gate import evaluate
-from quality.report import build_report
+from facefactory.quality.cost import order_cost
+from facefactory.quality.gate import evaluate
+from facefactory.quality.report import build_report
 
 
 def test_report_from_failed_gate_names_failures(tmp_path):
@@ -78,8 +78,8 @@ def test_contact_sheet_from_the_swap_tasks_thumbnails(tmp_path):
     import cv2
     import numpy as np
 
-    from quality.contact import contact_sheet_png
-    from quality.frames import load_order_frames
+    from facefactory.quality.contact import contact_sheet_png
+    from facefactory.quality.frames import load_order_frames
 
     order = make_order(tmp_path, bad_identity={1: [60, 61]}, psnr={100: 20.0})
     of = load_order_frames(str(order))

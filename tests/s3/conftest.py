@@ -42,8 +42,8 @@ def aws_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoSer
 
 @pytest.fixture
 def s3(aws_env: MotoServer) -> Any:
-    """An S3 client built the production way (operators.s3.client, from the connection)."""
-    from operators.s3.client import s3_client
+    """An S3 client built the production way (facefactory.operators.s3.client, from the connection)."""
+    from facefactory.operators.s3.client import s3_client
 
     return s3_client()
 

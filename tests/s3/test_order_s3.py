@@ -20,7 +20,7 @@ import pytest
 from s3_server import MotoServer
 from s3_support import KEY_ID, REGION, SECRET, connection_json
 
-from operators.s3.client import make_client
+from facefactory.operators.s3.client import make_client
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def _routes_s3() -> str | None:
     """Why the DAG cannot run this yet (None when it routes s3:// work roots and publish_to)."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from operators import config, media, publish
+    from facefactory.operators import config, media, publish
 
     cfg = config.with_settings(config.run_time(use_variables=False), work_root="s3://ff-probe-bucket/w")
     try:

@@ -14,10 +14,10 @@ from s3_faults import FaultProxy
 from s3_server import MotoServer
 from s3_support import connection_json
 
-from operators.s3 import cdn
-from operators.s3.client import ClientSettings, cloudfront_client, make_client
-from operators.s3.errors import CdnTimeoutError, S3PermanentError
-from operators.s3.uris import S3Uri
+from facefactory.operators.s3 import cdn
+from facefactory.operators.s3.client import ClientSettings, cloudfront_client, make_client
+from facefactory.operators.s3.errors import CdnTimeoutError, S3PermanentError
+from facefactory.operators.s3.uris import S3Uri
 
 
 def _distribution(name: str) -> str:
@@ -92,7 +92,7 @@ def test_trigger_polls_in_the_triggerer_until_completed(proxied_cloudfront: Any,
 
     from airflow.sdk.module_loading import import_string
 
-    from operators.s3.cdn_trigger import InvalidationTrigger
+    from facefactory.operators.s3.cdn_trigger import InvalidationTrigger
 
     proxy, cf = proxied_cloudfront
     dist = _distribution(bucket)
@@ -109,7 +109,7 @@ def test_trigger_polls_in_the_triggerer_until_completed(proxied_cloudfront: Any,
 def test_trigger_reports_deadline_and_errors(proxied_cloudfront: Any, bucket: str) -> None:
     import time
 
-    from operators.s3.cdn_trigger import InvalidationTrigger
+    from facefactory.operators.s3.cdn_trigger import InvalidationTrigger
 
     proxy, cf = proxied_cloudfront
     dist = _distribution(bucket)
@@ -127,8 +127,8 @@ def test_cdn_ready_defers_and_finishes_from_the_event(monkeypatch: pytest.Monkey
     polling in the worker); the trigger's event -> final status, or a retryable error."""
     from airflow.sdk.exceptions import TaskDeferred
 
-    from operators.cdn_wait import CdnInvalidationWait
-    from operators.s3.cdn_trigger import InvalidationTrigger
+    from facefactory.operators.cdn_wait import CdnInvalidationWait
+    from facefactory.operators.s3.cdn_trigger import InvalidationTrigger
 
     op = CdnInvalidationWait(task_id="cdn_ready")
 
@@ -157,7 +157,7 @@ def test_cdn_ready_defers_and_finishes_from_the_event(monkeypatch: pytest.Monkey
     assert op.execute_complete(back, {**ids, "status": "Completed", "polls": 4}) == {**pending, "status": "Completed"}
     with pytest.raises(CdnTimeoutError, match="I1 still InProgress"):
         op.execute_complete(back, {**ids, "status": "InProgress", "timed_out": True})
-    from operators.s3.errors import S3TransientError
+    from facefactory.operators.s3.errors import S3TransientError
 
     with pytest.raises(S3TransientError, match="could not read"):
         op.execute_complete(back, {**ids, "error": "EndpointConnectionError: down"})

@@ -9,9 +9,9 @@ from s3_faults import FaultProxy
 from s3_server import MotoServer
 from s3_support import REGION
 
-from operators.s3.client import ClientSettings, s3_client
-from operators.s3.errors import S3TransientError
-from operators.s3.ingest import head
+from facefactory.operators.s3.client import ClientSettings, s3_client
+from facefactory.operators.s3.errors import S3TransientError
+from facefactory.operators.s3.ingest import head
 
 
 def test_retry_mode_and_timeouts_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,7 +66,7 @@ def test_worker_env_lets_the_airflow_free_engine_reach_the_same_bucket(aws_env: 
 
     from s3_support import KEY_ID, SECRET
 
-    from operators.s3.client import worker_env
+    from facefactory.operators.s3.client import worker_env
 
     env = worker_env()
     assert env["AWS_ACCESS_KEY_ID"] == KEY_ID and env["AWS_SECRET_ACCESS_KEY"] == SECRET

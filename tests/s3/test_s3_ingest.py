@@ -13,8 +13,8 @@ from s3_faults import FaultProxy
 from s3_server import MotoServer
 from s3_support import connection_json
 
-from operators.s3.client import ClientSettings, make_client, s3_client
-from operators.s3.errors import (
+from facefactory.operators.s3.client import ClientSettings, make_client, s3_client
+from facefactory.operators.s3.errors import (
     S3AccessDeniedError,
     S3NotFoundError,
     S3PermanentError,
@@ -22,7 +22,7 @@ from operators.s3.errors import (
     S3TransientError,
     S3UriError,
 )
-from operators.s3.ingest import head, ingest
+from facefactory.operators.s3.ingest import head, ingest
 
 
 def _put(s3: Any, bucket: str, key: str, data: bytes) -> None:

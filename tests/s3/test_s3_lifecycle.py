@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from facefactory.cli import main
+from facefactory.operators.s3.lifecycle import LifecyclePolicy, apply_lifecycle, tag_intermediates
 from faceworker.workarea import intermediate_tagging
-from operators.s3.lifecycle import LifecyclePolicy, apply_lifecycle, tag_intermediates
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -98,6 +98,6 @@ def test_dry_run_changes_nothing(s3: Any, bucket: str) -> None:
     result = apply_lifecycle(s3, bucket, LifecyclePolicy(), dry_run=True)
     assert result["changed"] is True
     assert apply_lifecycle(s3, bucket, LifecyclePolicy(), dry_run=True)["changed"] is True
-    from operators.s3.lifecycle import current_rules
+    from facefactory.operators.s3.lifecycle import current_rules
 
     assert current_rules(s3, bucket) == []

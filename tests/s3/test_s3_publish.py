@@ -18,10 +18,10 @@ import pytest
 from s3_server import MotoServer
 from s3_support import SECRET, make_mp4
 
-from operators.s3.client import make_client
-from operators.s3.delivery import CdnOptions, publish_and_deliver
-from operators.s3.errors import S3NotFoundError, S3PermanentError, S3UriError
-from operators.s3.publish import PublishOptions, publish_video
+from facefactory.operators.s3.client import make_client
+from facefactory.operators.s3.delivery import CdnOptions, publish_and_deliver
+from facefactory.operators.s3.errors import S3NotFoundError, S3PermanentError, S3UriError
+from facefactory.operators.s3.publish import PublishOptions, publish_video
 
 WHEN = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 QUALITY = {"passed": True, "mean_id_cosine": 0.912, "min_psnr_db": 38.4, "frames": 50}
@@ -83,8 +83,8 @@ KILL_SCRIPT = textwrap.dedent(
     import os, signal, sys
     from datetime import datetime, timezone
     from pathlib import Path
-    from operators.s3.client import s3_client
-    from operators.s3.publish import publish_video
+    from facefactory.operators.s3.client import s3_client
+    from facefactory.operators.s3.publish import publish_video
 
     def on_stage(name):
         if name == sys.argv[4]:
@@ -176,7 +176,7 @@ def test_cloudfront_invalidation_created_and_recorded(aws_env: MotoServer, s3: A
 
 
 def test_large_quality_summary_is_reduced_to_valid_json() -> None:
-    from operators.s3.publish import MAX_METADATA_BYTES, metadata
+    from facefactory.operators.s3.publish import MAX_METADATA_BYTES, metadata
 
     quality = {"passed": True, "mean_id_cosine": 0.91, "failures": [{"chunk": i, "frame": i} for i in range(500)],
                "note": "x" * 5000}

@@ -15,7 +15,7 @@ from typing import Any
 
 from s3_support import make_mp4
 
-from operators.s3.publish import PublishOptions, publish_video
+from facefactory.operators.s3.publish import PublishOptions, publish_video
 
 WHEN = datetime(2026, 11, 26, tzinfo=UTC)
 MIB = 1024 * 1024
@@ -24,8 +24,8 @@ SCRIPT = textwrap.dedent(
     import sys
     from datetime import datetime, timezone
     from pathlib import Path
-    from operators.s3.client import s3_client
-    from operators.s3.publish import PublishOptions, publish_video
+    from facefactory.operators.s3.client import s3_client
+    from facefactory.operators.s3.publish import PublishOptions, publish_video
 
     options = PublishOptions(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024)
     publish_video(s3_client(), Path(sys.argv[1]), sys.argv[2], "order-mp", options=options,

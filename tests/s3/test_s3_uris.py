@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from operators.s3.errors import S3PermanentError, S3UriError
-from operators.s3.uris import S3Uri, parse_s3_uri
+from facefactory.operators.s3.errors import S3PermanentError, S3UriError
+from facefactory.operators.s3.uris import S3Uri, parse_s3_uri
 
 
 def test_parses_bucket_and_key() -> None:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from s3_support import SECRET
 
-from operators.s3.errors import S3NotFoundError, S3TooLargeError
-from operators.s3.workarea import bring_in, order_area, size_of, worker_environment
+from facefactory.operators.s3.errors import S3NotFoundError, S3TooLargeError
+from facefactory.operators.s3.workarea import bring_in, order_area, size_of, worker_environment
 
 
 def test_inputs_are_brought_into_an_s3_area(s3: Any, bucket: str, tmp_path: Path) -> None:

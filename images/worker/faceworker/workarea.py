@@ -317,7 +317,7 @@ def _s3_errors(uri: str, passthrough: bool = False) -> Iterator[None]:
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
     """(bucket, key) of `s3://bucket/key`: the one place an s3:// URI is taken apart (the Airflow
-    side's `operators.s3.uris.parse_s3_uri` validates the parts on top of this)."""
+    side's `facefactory.operators.s3.uris.parse_s3_uri` validates the parts on top of this)."""
     if not isinstance(uri, str) or not uri.startswith("s3://"):
         raise BadInput(f"not an s3:// URI: {uri!r}")
     bucket, _, key = uri[len("s3://"):].partition("/")
