@@ -144,30 +144,56 @@ def _reap(children: dict[int, Any], scheduler_dag: Any, session: Any, wait_s: fl
             _fail_orphan(ti, scheduler_dag, status, session)
 
 
-def _share_execution_api() -> None:
-    """Build Airflow's in-process Execution API app once, here, and let forked children inherit it.
+class _SharedExecutionAPI:
+    """Airflow's in-process Execution API app, built once per process and inherited by forks.
 
     Every task's runner talks to the metadata DB through that app, and a process builds it on
     first use: ~3 s of imports, then cadwyn generates its versioned routes on the first request
-    (~3-5 CPU-s on this machine, measured with cProfile in the app's event loop). Done once here,
-    each child gets a ready copy (the parent never starts its lifespan or event loop; each child
-    does, once, in its own copy) and a task starts in milliseconds. Relies on
-    `supervisor.in_process_api_server`, `InProcessExecutionAPI(app=...)` and cadwyn's
-    `_cadwyn_initialize` (Airflow 3.3 / cadwyn, pinned); without them children build their own.
+    (~3-5 CPU-s on this machine, measured with cProfile in the app's event loop). Built here, each
+    child forked afterwards gets a ready copy (the parent never starts its lifespan or event loop;
+    each child does, once, in its own copy) and a task starts in milliseconds. The first task is
+    forked before the parent builds it: that child builds its own on the other core meanwhile,
+    instead of waiting. Relies on `supervisor.in_process_api_server`,
+    `InProcessExecutionAPI(app=...)` and cadwyn's `_cadwyn_initialize` (Airflow 3.3 / cadwyn,
+    pinned); without them children fall back to Airflow's own.
 
     The app is built for the one API version this process's task runners speak
     (`_only_our_api_version`): cadwyn generates every route once per version it knows (ten), and
     the in-process app never serves another client."""
-    try:
-        from airflow.api_fastapi.execution_api.app import InProcessExecutionAPI
+
+    def __init__(self) -> None:
+        self.app: Any = None
+        self.failed = False
+
+    def install(self) -> None:
+        """Make this process (and its forks) get the API from `server()`."""
         from airflow.sdk.execution_time import supervisor
 
-        with _only_our_api_version() as latest_only:
-            app = InProcessExecutionAPI().app
-            _initialise_versioned_routes(app, latest_only)
-        supervisor.in_process_api_server = lambda: InProcessExecutionAPI(app=app)  # type: ignore[assignment]  # was lru_cache'd
-    except Exception:  # noqa: BLE001 - only a speed-up
-        log.warning("could not pre-build the in-process Execution API", exc_info=True)
+        self._airflow_default = supervisor.in_process_api_server
+        supervisor.in_process_api_server = self.server  # type: ignore[assignment]  # was lru_cache'd
+
+    def build(self) -> None:
+        """Build the app now (in the parent, so later forks inherit it)."""
+        if self.app is not None or self.failed:
+            return
+        try:
+            from airflow.api_fastapi.execution_api.app import InProcessExecutionAPI
+
+            with _only_our_api_version() as latest_only:
+                app = InProcessExecutionAPI().app
+                _initialise_versioned_routes(app, latest_only)
+            self.app = app
+        except Exception:  # noqa: BLE001 - only a speed-up
+            self.failed = True
+            log.warning("could not pre-build the in-process Execution API", exc_info=True)
+
+    def server(self) -> Any:
+        from airflow.api_fastapi.execution_api.app import InProcessExecutionAPI
+
+        self.build()
+        if self.app is None:
+            return self._airflow_default()
+        return InProcessExecutionAPI(app=self.app)
 
 
 @contextlib.contextmanager
@@ -244,7 +270,8 @@ def run_dag(dag: Any, *, run_id: str, conf: dict[str, Any], parallelism: int,
     bind_forks_to_parent()  # task children and every pool worker forked below die with this process
     session = settings.Session()
     scheduler_dag, run = _create_run(dag, run_id, conf, session)
-    _share_execution_api()  # before the first fork: built once, not by every task
+    api = _SharedExecutionAPI()
+    api.install()  # built once (below, after the first fork), not by every task
     children: dict[int, Any] = {}
     warm_up = list(prewarm)  # imported one at a time while tasks run, checking on them in between
     seen: set[tuple[str, int, Any]] = set()  # (task, map index, state) of the last round
@@ -278,6 +305,8 @@ def run_dag(dag: Any, *, run_id: str, conf: dict[str, Any], parallelism: int,
                     _run_child(ti, dag.task_dict[ti.task_id])
                 children[pid] = ti
                 log.info("started %s (pid %d, %d running)", ti.key, pid, len(children))
+            if children:
+                api.build()  # once: the first task builds its own meanwhile, later ones inherit this
             if children and warm_up:
                 _prewarm(warm_up.pop(0))
                 _reap(children, scheduler_dag, session, wait_s=0.0)
