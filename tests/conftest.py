@@ -74,6 +74,24 @@ def make_airflow_env(root: Path) -> dict[str, str]:
     return env
 
 
+def write_sample_media(out: Path, seconds: float, size: tuple[int, int] = (640, 360)) -> Path:
+    """The sample order at 25 fps (`out/source.png`, `out/target.mp4` with audio) from faces shipped
+    in wheels (faceworker.sample): the one way tests make order media, so they differ only in
+    length and size. Returns `out`."""
+    from faceworker.sample import build_sample_order
+
+    build_sample_order(out, seconds=seconds, size=size, fps=25)
+    return out
+
+
+def make_order_env(root: Path, seconds: float, size: tuple[int, int] = (640, 360)) -> dict[str, str]:
+    """An isolated Airflow (make_airflow_env) with the sample order in its input root, at
+    `<FACEFACTORY_HOME>/inputs/sample`: what the `facefactory order run` tests order."""
+    env = make_airflow_env(root)
+    write_sample_media(Path(env["FACEFACTORY_HOME"]) / "inputs" / "sample", seconds, size)
+    return env
+
+
 @pytest.fixture(scope="session")
 def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """One migrated SQLite Airflow for the session's real DAG runs."""
@@ -90,3 +108,15 @@ def airflow_env_factory():
 def venv_tool():
     """`venv_tool(name) -> path` of a console script of the running venv."""
     return venv_bin
+
+
+@pytest.fixture(scope="session")
+def sample_media():
+    """`sample_media(out, seconds, size=(640, 360)) -> out`: write_sample_media."""
+    return write_sample_media
+
+
+@pytest.fixture(scope="session")
+def order_env_factory():
+    """`order_env_factory(root, seconds, size=(640, 360)) -> env`: make_order_env."""
+    return make_order_env
