@@ -11,8 +11,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,25 +99,18 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     yield make_airflow_env(tmp_path_factory.mktemp("airflow-env"))
 
 
-@pytest.fixture(scope="session")
-def airflow_env_factory():
-    """`make_airflow_env(root) -> env` for tests that need their own isolated Airflow."""
-    return make_airflow_env
+def _helper_fixture(name: str, helper: Callable[..., Any]) -> Any:
+    """A session fixture whose value is `helper` itself, so a test in any folder gets it by name
+    (tests/ has no packages to import it from); its description is the helper's docstring."""
+
+    def fixture() -> Callable[..., Any]:
+        return helper
+
+    fixture.__doc__ = helper.__doc__
+    return pytest.fixture(scope="session", name=name)(fixture)
 
 
-@pytest.fixture(scope="session")
-def venv_tool():
-    """`venv_tool(name) -> path` of a console script of the running venv."""
-    return venv_bin
-
-
-@pytest.fixture(scope="session")
-def sample_media():
-    """`sample_media(out, seconds, size=(640, 360)) -> out`: write_sample_media."""
-    return write_sample_media
-
-
-@pytest.fixture(scope="session")
-def order_env_factory():
-    """`order_env_factory(root, seconds, size=(640, 360)) -> env`: make_order_env."""
-    return make_order_env
+airflow_env_factory = _helper_fixture("airflow_env_factory", make_airflow_env)
+venv_tool = _helper_fixture("venv_tool", venv_bin)
+sample_media = _helper_fixture("sample_media", write_sample_media)
+order_env_factory = _helper_fixture("order_env_factory", make_order_env)
