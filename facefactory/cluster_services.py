@@ -123,24 +123,20 @@ class PrivatePostgres:
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             user=_service_user(), cwd=self.root, start_new_session=True)
         log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"private PostgreSQL exited ({self.proc.returncode}):\n"
-                                   + (self.root / "postgres.log").read_text(errors="replace")[-2000:])
+
+        def accepting() -> None:
             res = subprocess.run([str(bindir / "pg_isready"), "-h", str(sock), "-p", str(self.port)],
                                  capture_output=True, timeout=10)
-            if res.returncode == 0:
-                break
-            if time.monotonic() > deadline:
+            if res.returncode != 0:
                 raise RuntimeError(f"private PostgreSQL not ready after {timeout}s")
-            time.sleep(0.3)
+
+        _wait_ready(self.proc, "PostgreSQL", self.root / "postgres.log", accepting, timeout, pause_s=0.3)
         self._run(str(bindir / "createdb"), "-h", str(sock), "-p", str(self.port), "-U", self.user,
                   self.database)
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT), SIGKILL after 15 s, then remove the data."""
-        _stop(self.proc, signal.SIGINT)
+        stop_process_group(self.proc, signal.SIGINT)
         self.proc = None
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -167,26 +163,37 @@ class PrivateRedis:
              "--appendonly", "no", "--dir", str(self.root), "--daemonize", "no"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"private Redis exited ({self.proc.returncode}):\n"
-                                   + (self.root / "redis.log").read_text(errors="replace")[-2000:])
-            try:
-                check_redis(self.url, timeout=1)
-                return
-            except RuntimeError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        _wait_ready(self.proc, "Redis", self.root / "redis.log", lambda: check_redis(self.url, timeout=1),
+                    timeout, pause_s=0.2)
 
     def stop(self) -> None:
-        _stop(self.proc, signal.SIGTERM)
+        stop_process_group(self.proc, signal.SIGTERM)
         self.proc = None
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _stop(proc: subprocess.Popen | None, sig: int, grace_s: float = 15) -> None:
+def _wait_ready(proc: subprocess.Popen, name: str, log: Path, ready: Callable[[], None], timeout: float,
+                pause_s: float) -> None:
+    """Poll `ready` (it raises RuntimeError while the service cannot serve yet) until it passes.
+    A server that exits first fails with its log's tail, one still not ready after `timeout`
+    with `ready`'s last error: both say why, instead of Airflow hanging on the URL later."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"private {name} exited ({proc.returncode}):\n"
+                               + log.read_text(errors="replace")[-2000:])
+        try:
+            ready()
+            return
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(pause_s)
+
+
+def stop_process_group(proc: subprocess.Popen | None, sig: int, grace_s: float = 15) -> None:
+    """Stop a server started in its own session (start_new_session): `sig` to its process group,
+    SIGKILL after `grace_s`; nothing when it is not running."""
     if proc is None or proc.poll() is not None:
         return
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from facefactory.cluster_services import (
     check_postgres,
     check_redis,
     ensure_packages,
+    stop_process_group,
 )
 
 LOCAL_S3_KEY = "facefactory-local"
@@ -75,13 +77,7 @@ class LocalS3:
                            "extra": {"endpoint_url": self.endpoint, "region_name": LOCAL_S3_REGION}})
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process_group(self.proc, signal.SIGTERM, grace_s=10)
         self.proc = None
 
 

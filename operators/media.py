@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -81,47 +80,34 @@ def _bring_in(order_area: Any, src: uris.OrderUri, rel: str, cfg: RunConfig, dig
         raise BadOrder(f"cannot read {src.uri}: {exc}") from exc
 
 
-@dataclass(frozen=True)
-class VideoInfo:
-    """The probe fields the pipeline relies on."""
-
-    frames: int
-    fps: float
-    width: int
-    height: int
-    duration_s: float
-    has_audio: bool
-    vfr: bool
-
-    @classmethod
-    def from_probe(cls, probe: dict[str, Any]) -> VideoInfo:
-        """Read `faceworker probe` output (faceworker.probe.Probe.to_dict)."""
-        try:
-            fps = probe.get("fps_float")
-            if fps is None:
-                num, _, den = str(probe["fps"]).partition("/")
-                fps = float(num) / float(den or 1)
-            return cls(
-                frames=int(probe["frames"]),
-                fps=float(fps),
-                width=int(probe["width"]),
-                height=int(probe["height"]),
-                duration_s=float(probe["duration"]),
-                has_audio=bool(probe.get("audio")),
-                vfr=bool(probe.get("is_vfr", False)),
-            )
-        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
-            raise BadOrder(f"the target is not a readable video (probe: {exc!r})") from exc
+def video_info(probe: dict[str, Any]) -> names.VideoInfo:
+    """The fields the pipeline relies on, from `faceworker probe` output (faceworker.probe.Probe.to_dict)."""
+    try:
+        fps = probe.get("fps_float")
+        if fps is None:
+            num, _, den = str(probe["fps"]).partition("/")
+            fps = float(num) / float(den or 1)
+        return {
+            "frames": int(probe["frames"]),
+            "fps": float(fps),
+            "width": int(probe["width"]),
+            "height": int(probe["height"]),
+            "duration_s": float(probe["duration"]),
+            "has_audio": bool(probe.get("audio")),
+            "vfr": bool(probe.get("is_vfr", False)),
+        }
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        raise BadOrder(f"the target is not a readable video (probe: {exc!r})") from exc
 
 
-def check_caps(info: VideoInfo, size_bytes: int, cfg: RunConfig) -> None:
+def check_caps(info: names.VideoInfo, size_bytes: int, cfg: RunConfig) -> None:
     """Refuse orders over the deployment's limits before any GPU time is spent."""
     caps = cfg.caps
-    if info.frames <= 0:
+    if info["frames"] <= 0:
         raise BadOrder("the target video has no frames")
-    if info.duration_s > caps.max_duration_s:
+    if info["duration_s"] > caps.max_duration_s:
         raise BadOrder(
-            f"the target is {info.duration_s:.1f}s long; the limit is {caps.max_duration_s:.0f}s "
+            f"the target is {info['duration_s']:.1f}s long; the limit is {caps.max_duration_s:.0f}s "
             "(FACEFACTORY_MAX_DURATION_S)"
         )
     if size_bytes > caps.max_bytes:
@@ -129,9 +115,9 @@ def check_caps(info: VideoInfo, size_bytes: int, cfg: RunConfig) -> None:
             f"the target is {size_bytes} bytes; the limit is {caps.max_bytes} "
             "(FACEFACTORY_MAX_INPUT_BYTES)"
         )
-    if info.width > caps.max_width or info.height > caps.max_height:
+    if info["width"] > caps.max_width or info["height"] > caps.max_height:
         raise BadOrder(
-            f"the target is {info.width}x{info.height}; the limit is "
+            f"the target is {info['width']}x{info['height']}; the limit is "
             f"{caps.max_width}x{caps.max_height} (FACEFACTORY_MAX_WIDTH/HEIGHT)"
         )
 
@@ -232,13 +218,13 @@ def ingest(order: dict[str, Any], cfg: RunConfig, timeout_s: float = 1200,
             ref_uri = _bring_in(oa, reference, f"input/reference{reference.suffix}", cfg)["uri"]
 
         probe = probe_target(oa, target, tgt_rel)
-        info = VideoInfo.from_probe(probe)
+        info = video_info(probe)
         check_caps(info, size_of(oa, tgt_rel), cfg)
         video = oa.uri(tgt_rel)
-        if info.vfr:
+        if info["vfr"]:
             probe = normalise_cfr(cfg, order_id)
             video = oa.uri("input/target_cfr.mkv")
-            info = VideoInfo.from_probe(probe)
+            info = video_info(probe)
         oa.write_json("input/probe.json", probe)
 
         embed_args = ["embed", "--work", work_root(cfg), "--order", order_id]
@@ -256,13 +242,7 @@ def ingest(order: dict[str, Any], cfg: RunConfig, timeout_s: float = 1200,
         "video": video,
         "source_local": src_in["uri"],
         "target_local": tgt_in["uri"],
-        "frames": info.frames,
-        "fps": info.fps,
-        "width": info.width,
-        "height": info.height,
-        "duration_s": info.duration_s,
-        "has_audio": info.has_audio,
-        "vfr": info.vfr,
+        **info,
         "source_face": {k: face[k] for k in ("bbox", "yaw_deg", "warnings") if k in face},
     }
 
@@ -336,23 +316,23 @@ def merge(order: dict[str, Any], ingested: dict[str, Any], cfg: RunConfig,
         merged = run_worker(["merge", "--work", work_root(cfg), "--order", order_id], timeout_s=timeout_s)
         # the merge command's result is its own probe of the file it wrote: no second engine
         # process (and, on S3, no download of the output) just to probe it again
-        out_info = VideoInfo.from_probe({**merged, "audio": merged.get("audio_streams")})
+        out_info = video_info({**merged, "audio": merged.get("audio_streams")})
         size = size_of(oa, rel)
     frames, fps = int(ingested["frames"]), float(ingested["fps"])
-    if out_info.frames != frames:
-        raise AirflowException(f"merged video has {out_info.frames} frames, the input {frames}")
-    if abs(out_info.duration_s - float(ingested["duration_s"])) > 2.0 / fps:
+    if out_info["frames"] != frames:
+        raise AirflowException(f"merged video has {out_info['frames']} frames, the input {frames}")
+    if abs(out_info["duration_s"] - float(ingested["duration_s"])) > 2.0 / fps:
         raise AirflowException(
-            f"merged video lasts {out_info.duration_s:.3f}s, the input {ingested['duration_s']:.3f}s"
+            f"merged video lasts {out_info['duration_s']:.3f}s, the input {ingested['duration_s']:.3f}s"
         )
-    if ingested.get("has_audio") and not out_info.has_audio:
+    if ingested.get("has_audio") and not out_info["has_audio"]:
         raise AirflowException("the target has audio but the merged video has none")
     return {
         "output": oa.uri(rel),
         "output_uri": oa.uri(rel) if "://" in oa.uri(rel) else Path(oa.uri(rel)).as_uri(),
-        "frames": out_info.frames,
-        "duration_s": out_info.duration_s,
-        "has_audio": out_info.has_audio,
+        "frames": out_info["frames"],
+        "duration_s": out_info["duration_s"],
+        "has_audio": out_info["has_audio"],
         "bytes": size,
     }
 

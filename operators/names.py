@@ -19,7 +19,7 @@ __all__ = [
     "Swapper", "SWAPPERS", "Runner", "RUNNERS", "GateStage", "GATE_STAGES",
     "DAG_ID", "BULK_DAG_ID", "RUN_ID_PREFIX", "INGEST", "CHUNK", "SWAP", "QUALITY_GATE", "RESWAP",
     "FINAL_GATE", "MERGE", "PUBLISH", "CDN_READY", "XCOM_GATE", "XCOM_REPORT", "XCOM_PUBLISHED",
-    "XCOM_POD", "XCOM_RETURN", "Order", "IngestResult", "ChunkSpec", "GateResultDict",
+    "XCOM_POD", "XCOM_RETURN", "Order", "VideoInfo", "IngestResult", "ChunkSpec", "GateResultDict",
 ]
 
 # -- choices ----------------------------------------------------------------------------------
@@ -75,8 +75,22 @@ class Order(TypedDict, total=False):
     notify: str | None
 
 
-class IngestResult(TypedDict):
-    """What ingest returns (facefactory.operators.media.ingest) and every later task reads."""
+class VideoInfo(TypedDict):
+    """The probe fields the pipeline relies on (facefactory.operators.media.video_info); ingest passes them on
+    as part of its result, so they are declared once, here."""
+
+    frames: int
+    fps: float
+    width: int
+    height: int
+    duration_s: float
+    has_audio: bool
+    vfr: bool
+
+
+class IngestResult(VideoInfo):
+    """What ingest returns (facefactory.operators.media.ingest) and every later task reads: the target's
+    VideoInfo plus where the order's inputs are."""
 
     order_id: str
     order_dir: str
@@ -86,13 +100,6 @@ class IngestResult(TypedDict):
     video: str
     source_local: str
     target_local: str
-    frames: int
-    fps: float
-    width: int
-    height: int
-    duration_s: float
-    has_audio: bool
-    vfr: bool
     source_face: dict[str, Any]
 
 

@@ -11,8 +11,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,19 +75,42 @@ def make_airflow_env(root: Path) -> dict[str, str]:
     return env
 
 
+def write_sample_media(out: Path, seconds: float, size: tuple[int, int] = (640, 360)) -> Path:
+    """The sample order at 25 fps (`out/source.png`, `out/target.mp4` with audio) from faces shipped
+    in wheels (faceworker.sample): the one way tests make order media, so they differ only in
+    length and size. Returns `out`."""
+    from faceworker.sample import build_sample_order
+
+    build_sample_order(out, seconds=seconds, size=size, fps=25)
+    return out
+
+
+def make_order_env(root: Path, seconds: float, size: tuple[int, int] = (640, 360)) -> dict[str, str]:
+    """An isolated Airflow (make_airflow_env) with the sample order in its input root, at
+    `<FACEFACTORY_HOME>/inputs/sample`: what the `facefactory order run` tests order."""
+    env = make_airflow_env(root)
+    write_sample_media(Path(env["FACEFACTORY_HOME"]) / "inputs" / "sample", seconds, size)
+    return env
+
+
 @pytest.fixture(scope="session")
 def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """One migrated SQLite Airflow for the session's real DAG runs."""
     yield make_airflow_env(tmp_path_factory.mktemp("airflow-env"))
 
 
-@pytest.fixture(scope="session")
-def airflow_env_factory():
-    """`make_airflow_env(root) -> env` for tests that need their own isolated Airflow."""
-    return make_airflow_env
+def _helper_fixture(name: str, helper: Callable[..., Any]) -> Any:
+    """A session fixture whose value is `helper` itself, so a test in any folder gets it by name
+    (tests/ has no packages to import it from); its description is the helper's docstring."""
+
+    def fixture() -> Callable[..., Any]:
+        return helper
+
+    fixture.__doc__ = helper.__doc__
+    return pytest.fixture(scope="session", name=name)(fixture)
 
 
-@pytest.fixture(scope="session")
-def venv_tool():
-    """`venv_tool(name) -> path` of a console script of the running venv."""
-    return venv_bin
+airflow_env_factory = _helper_fixture("airflow_env_factory", make_airflow_env)
+venv_tool = _helper_fixture("venv_tool", venv_bin)
+sample_media = _helper_fixture("sample_media", write_sample_media)
+order_env_factory = _helper_fixture("order_env_factory", make_order_env)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,24 +22,17 @@ from airflow_server import (
 
 
 @pytest.fixture(scope="session")
-def airflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowServer]:
-    """Real api-server + scheduler + dag-processor + triggerer on a free loopback port."""
+def airflow_server(tmp_path_factory: pytest.TempPathFactory, sample_media) -> Iterator[AirflowServer]:
+    """Real api-server + scheduler + dag-processor + triggerer on a free loopback port, with 2 s of
+    640x360 sample media (50 frames) in its input root."""
     root = tmp_path_factory.mktemp("e2e-airflow")
-    ff_home = root / "ffhome"
-    _sample_media(ff_home / "inputs" / "sample")
+    logging.getLogger("faceworker").setLevel(logging.WARNING)
+    sample_media(root / "ffhome" / "inputs" / "sample", seconds=2)
     with running_airflow(root, server_env(root, FACEFACTORY_DEADLINE_ENABLED="false")) as server:
         for dag_id in (ORDER_DAG, BULK_DAG):
             server.wait_for_dag(dag_id)
             server.unpause(dag_id)
         yield server
-
-
-def _sample_media(out: Path) -> None:
-    """2 s of 640x360 at 25 fps (50 frames) + a source photo, from faces shipped in wheels."""
-    from faceworker.sample import build_sample_order
-
-    logging.getLogger("faceworker").setLevel(logging.WARNING)
-    build_sample_order(out, seconds=2, size=(640, 360), fps=25)
 
 
 @pytest.fixture(scope="session")

@@ -80,12 +80,10 @@ def _wait_for_order_dag(url: str, timeout: float = 180) -> None:
     raise AssertionError(f"face_swap_order not parsed within {timeout}s")
 
 
-def test_up_restarts_a_dead_component_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    from faceworker.sample import build_sample_order
-
+def test_up_restarts_a_dead_component_and_ctrl_c_stops_everything(tmp_path: Path, sample_media) -> None:
     port = free_port()
     ff_home = tmp_path / "ff"
-    sample = build_sample_order(ff_home / "inputs" / "sample", seconds=1, size=(320, 180), fps=25)
+    sample = sample_media(ff_home / "inputs" / "sample", seconds=1, size=(320, 180))
     env = dict(os.environ, FACEFACTORY_HOME=str(ff_home), FACEFACTORY_BULK_SCHEDULE="none")
     for name in ("AIRFLOW_HOME", "FACEFACTORY_DEADLINE_ENABLED"):
         env.pop(name, None)  # defaults: $FACEFACTORY_HOME/airflow, deadlines on
@@ -118,8 +116,8 @@ def test_up_restarts_a_dead_component_and_ctrl_c_stops_everything(tmp_path: Path
 
         _wait_for_order_dag(url)
         client = OrderClient(ServerConfig(url, "admin", "up-test-pw"))
-        order = {"order_id": "up-after-restart", "source": Path(sample["source"]).as_uri(),
-                 "target": Path(sample["target"]).as_uri(), "min_id_cosine": 0.0, "min_psnr_db": 10}
+        order = {"order_id": "up-after-restart", "source": (sample / "source.png").as_uri(),
+                 "target": (sample / "target.mp4").as_uri(), "min_id_cosine": 0.0, "min_psnr_db": 10}
         status = client.wait(client.submit(order).run_id, timeout_s=600, poll_s=3)
         assert status.state == "success", status
         assert (ff_home / "published" / "up-after-restart.mp4").is_file()

@@ -28,13 +28,10 @@ _BIN: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory, airflow_env_factory, venv_tool) -> dict[str, str]:
-    for name in ("faceworker", "facefactory"):
-        _BIN[name] = venv_tool(name)
-    env = airflow_env_factory(tmp_path_factory.mktemp("crash"))
-    sample = Path(env["FACEFACTORY_HOME"]) / "inputs" / "sample"
-    subprocess.run([_BIN["faceworker"], "sample", "--out", str(sample), "--seconds", "1", "--size", "320x180"],
-                   env=env, check=True, capture_output=True, timeout=300)
+def env(tmp_path_factory: pytest.TempPathFactory, order_env_factory, venv_tool) -> dict[str, str]:
+    _BIN["facefactory"] = venv_tool("facefactory")
+    env = order_env_factory(tmp_path_factory.mktemp("crash"), seconds=1, size=(320, 180))
+    sample = _home(env) / "inputs" / "sample"
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(sample / "target.mp4"), "-vf", "hflip",
                     "-c:a", "copy", str(sample / "other.mp4")], check=True, timeout=120)
     return env

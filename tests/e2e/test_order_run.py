@@ -29,16 +29,9 @@ def tool(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory, airflow_env_factory, venv_tool) -> dict[str, str]:
-    for name in ("faceworker", "facefactory"):
-        _BIN[name] = venv_tool(name)
-    env = airflow_env_factory(tmp_path_factory.mktemp("orders"))
-    sample = Path(env["FACEFACTORY_HOME"]) / "inputs" / "sample"
-    subprocess.run(
-        [tool("faceworker"), "sample", "--out", str(sample), "--seconds", "3", "--size", "640x360"],
-        env=env, check=True, capture_output=True, timeout=300,
-    )
-    return env
+def env(tmp_path_factory: pytest.TempPathFactory, order_env_factory, venv_tool) -> dict[str, str]:
+    _BIN["facefactory"] = venv_tool("facefactory")
+    return order_env_factory(tmp_path_factory.mktemp("orders"), seconds=3)
 
 
 def _paths(env: dict[str, str]) -> dict[str, Path]:

@@ -44,14 +44,14 @@ PROBE = {"frames": 75, "fps": "25/1", "fps_float": 25.0, "width": 640, "height":
 
 
 def test_video_info_from_engine_probe() -> None:
-    info = media.VideoInfo.from_probe(PROBE)
-    assert (info.frames, info.fps, info.width, info.height, info.has_audio, info.vfr) == (
-        75, 25.0, 640, 360, True, False)
+    info = media.video_info(PROBE)
+    assert info == {"frames": 75, "fps": 25.0, "width": 640, "height": 360, "duration_s": 3.0,
+                    "has_audio": True, "vfr": False}
     no_float = {k: v for k, v in PROBE.items() if k != "fps_float"} | {"fps": "30000/1001", "audio": []}
-    info = media.VideoInfo.from_probe(no_float)
-    assert info.fps == pytest.approx(29.97, abs=1e-3) and not info.has_audio
+    info = media.video_info(no_float)
+    assert info["fps"] == pytest.approx(29.97, abs=1e-3) and not info["has_audio"]
     with pytest.raises(media.BadOrder, match="not a readable video"):
-        media.VideoInfo.from_probe({"codec": "png"})
+        media.video_info({"codec": "png"})
 
 
 def test_caps_refuse_long_big_or_huge_videos(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,7 +59,7 @@ def test_caps_refuse_long_big_or_huge_videos(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("FACEFACTORY_MAX_WIDTH", "320")
     monkeypatch.setenv("FACEFACTORY_MAX_INPUT_BYTES", "100")
     cfg = config.run_time(use_variables=False)
-    info = media.VideoInfo.from_probe(PROBE)
+    info = media.video_info(PROBE)
     with pytest.raises(media.BadOrder, match="3.0s long"):
         media.check_caps(info, 10, cfg)
     monkeypatch.setenv("FACEFACTORY_MAX_DURATION_S", "600")

@@ -19,15 +19,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 @pytest.fixture(scope="module")
-def finished_order(tmp_path_factory):
+def finished_order(tmp_path_factory, sample_media):
     from airflow_server import ORDER_DAG, running_airflow
-
-    from faceworker.sample import build_sample_order
 
     root = tmp_path_factory.mktemp("links-e2e")
     ff_home = root / "ffhome"
     sample = ff_home / "inputs" / "sample"
-    build_sample_order(sample, seconds=2, size=(640, 360), fps=25)
+    sample_media(sample, seconds=2)
     extra = {
         "FACEFACTORY_BULK_SCHEDULE": "none", "FACEFACTORY_INBOX": str(root / "inbox"),
         "FACEFACTORY_DEADLINE_ENABLED": "false", "FACEFACTORY_LOG_FORMAT": "json",

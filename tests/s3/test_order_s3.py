@@ -44,17 +44,17 @@ def _routes_s3() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def s3_order_env(moto_server: MotoServer, airflow_env_factory: Any, venv_tool: Any,
+def s3_order_env(moto_server: MotoServer, airflow_env_factory: Any, venv_tool: Any, sample_media: Any,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     reason = _routes_s3()
     if reason:
         pytest.skip(f"face_swap_order does not route s3 yet: {reason}")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AIRFLOW_CONN_AWS_DEFAULT", connection_json(moto_server.endpoint))
-        yield _prepare(moto_server, airflow_env_factory, venv_tool, tmp_path_factory)
+        yield _prepare(moto_server, airflow_env_factory, venv_tool, sample_media, tmp_path_factory)
 
 
-def _prepare(moto_server: MotoServer, airflow_env_factory: Any, venv_tool: Any,
+def _prepare(moto_server: MotoServer, airflow_env_factory: Any, venv_tool: Any, sample_media: Any,
              tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     env = airflow_env_factory(tmp_path_factory.mktemp("s3-orders"))
     env = {k: v for k, v in env.items() if not k.startswith(("AWS_", "FACEFACTORY_S3_", "FACEFACTORY_CDN_"))}
@@ -71,9 +71,7 @@ def _prepare(moto_server: MotoServer, airflow_env_factory: Any, venv_tool: Any,
                                  "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
                                  "TrustedSigners": {"Enabled": False, "Quantity": 0}},
     })["Distribution"]
-    sample = tmp_path_factory.mktemp("s3-sample")
-    subprocess.run([venv_tool("faceworker"), "sample", "--out", str(sample), "--seconds", "3", "--size", "640x360"],
-                   env=env, check=True, capture_output=True, timeout=600)
+    sample = sample_media(tmp_path_factory.mktemp("s3-sample"), seconds=3)
     s3.upload_file(str(sample / "source.png"), names["in"], "incoming/o/source.png")
     s3.upload_file(str(sample / "target.mp4"), names["in"], "incoming/o/target.mp4")
     env.update({

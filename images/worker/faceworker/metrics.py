@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec
 
 import cv2
 import numpy as np
@@ -18,6 +19,7 @@ from faceworker.frame_pipeline import FrameInfo
 from faceworker.frames import _Y_TO_GRAY as Y_TO_GRAY
 from faceworker.types import Face
 
+P = ParamSpec("P")
 PSNR_CAP_DB = 100.0  # identical regions: JSON has no "inf", so PSNR is capped here
 
 
@@ -250,13 +252,15 @@ class _Done:
         return self._value
 
 
-def measure_frame(
-    original_bgr: np.ndarray,
-    output_bgr: np.ndarray,
-    info: FrameInfo,
-    source_embedding: np.ndarray,
-    analyzer: FaceAnalyzer,
-    target_embedding: np.ndarray | None = None,
-) -> dict[str, Any]:
-    """One metrics row. The extra key "embedding" (float32 [D] or None) is for embeddings.npy, not JSON."""
-    return start_measure(original_bgr, output_bgr, info, source_embedding, analyzer, target_embedding).result()
+def _waited(start: Callable[P, PendingRow]) -> Callable[P, dict[str, Any]]:
+    """The blocking form of a start_* function: same arguments, returns the finished row."""
+
+    def waited(*args: P.args, **kwargs: P.kwargs) -> dict[str, Any]:
+        return start(*args, **kwargs).result()
+
+    return waited
+
+
+#: One metrics row: start_measure's arguments, waited for. The extra key "embedding" (float32 [D]
+#: or None) is for embeddings.npy, not JSON.
+measure_frame = _waited(start_measure)
