@@ -3,7 +3,9 @@ registry, and documented by a generated table.
 
 - every FACEFACTORY_* name the code mentions is declared (facefactory/settings_table.py, which
   includes the engine's faceworker/settings.py);
-- nothing reads one from the environment directly except the two settings modules;
+- nothing reads one from the environment directly except the two settings modules (building a
+  child process's environment is not a read: `env[NAME] = v`, `{NAME: v}`, and saving/restoring
+  keys computed at run time, as operators/s3/workarea.worker_environment does, name no setting);
 - docs/settings.md is what `python -m facefactory.settings --write-docs` writes;
 - the registry is a leaf (no CLI, no operators, Airflow only lazily), so there is no cycle.
 """
