@@ -10,7 +10,7 @@ export AIRFLOW_HOME     ?= $(FACEFACTORY_HOME)/airflow
 export PATH             := $(VENV)/bin:$(PATH)
 IMAGE_TAG ?= dev
 
-.PHONY: help setup demo test test-fast bench images lint clean-var
+.PHONY: help setup demo test test-fast bench images lint docs clean-var
 
 help:
 	@echo "make demo   - install everything (ffmpeg, .venv, Airflow DB) and run the sample order end to end"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench  - engine fps vs the ffmpeg bound, Airflow overhead, whole 60 s orders vs the bound"
 	@echo "make images - build the worker and Airflow container images (docker)"
 	@echo "make lint   - ruff, mypy (strict for the engine), DAG import check, Dockerfile lint"
+	@echo "make docs   - regenerate docs/settings.md from the settings registry"
 
 setup:
 	@scripts/setup.sh
@@ -50,6 +51,9 @@ lint: setup
 	$(PY) -m compileall -q dags operators quality facefactory plugins images/worker/faceworker
 	$(PYTEST) -q tests/dags/test_dagbag.py
 	@for f in $$(find images -name Dockerfile); do echo "hadolint $$f"; $(VENV)/bin/hadolint $$f; done
+
+docs:
+	$(PY) -m facefactory.settings --write-docs
 
 clean-var:
 	rm -rf $(FACEFACTORY_HOME)/work $(FACEFACTORY_HOME)/published $(FACEFACTORY_HOME)/lineage

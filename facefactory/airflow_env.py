@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from facefactory import settings
+
 REPO = Path(__file__).resolve().parents[1]
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 SIMPLE_AUTH = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
@@ -29,15 +31,11 @@ DEFAULT_USER = "admin"
 
 def facefactory_home() -> Path:
     """FACEFACTORY_HOME as the spine's settings resolve it (default <repo>/var)."""
-    from facefactory import settings
-
     return settings.load().home
 
 
 def embedded_airflow_home() -> Path:
     """AIRFLOW_HOME of the embedded default: $AIRFLOW_HOME, else $FACEFACTORY_HOME/airflow."""
-    from facefactory import settings
-
     return settings.airflow_home()
 
 
@@ -133,7 +131,7 @@ class AirflowEnv:
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.log_ports[1]),
             "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
             # Deadlines are on where a scheduler runs (facefactory.deadlines); set false to opt out.
-            "FACEFACTORY_DEADLINE_ENABLED": env.get("FACEFACTORY_DEADLINE_ENABLED") or "true",
+            "FACEFACTORY_DEADLINE_ENABLED": settings.raw("FACEFACTORY_DEADLINE_ENABLED", env) or "true",
         })
         env.update(self.extra_env)
         return env
@@ -148,9 +146,7 @@ class AirflowEnv:
         if self.password is not None:
             names = [u.split(":")[0] for u in self.users.split(",") if u.strip()]
             self.passwords_file.write_text(json.dumps({n: self.password for n in names}) + "\n")
-        from facefactory import settings
-
-        settings.write_airflow_cfg(self.airflow_home, self.ff_home)  # the repo's template
+            settings.write_airflow_cfg(self.airflow_home, self.ff_home)  # the repo's template
         self.airflow("db", "migrate", timeout=300)
         self.airflow("pools", "set", "gpu_swaps", str(self.gpu_slots),
                      "swap tasks at once (GPU budget)", timeout=120)

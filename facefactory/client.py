@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import urllib3
 
+from facefactory import settings
 from facefactory.operators import names
 from facefactory.operators.order_schema import run_id_for
 
@@ -63,11 +64,11 @@ class ServerConfig:
         """FACEFACTORY_AIRFLOW_URL/_USER/_PASSWORD and FACEFACTORY_CLIENT_RETRY_S;
         defaults = the embedded `facefactory up`, 60 s of retries."""
         env = os.environ if environ is None else environ
-        url = env.get("FACEFACTORY_AIRFLOW_URL") or "http://127.0.0.1:8080"
-        user = env.get("FACEFACTORY_AIRFLOW_USER") or "admin"
-        password = env.get("FACEFACTORY_AIRFLOW_PASSWORD") or _embedded_password(user, env)
+        url = settings.raw("FACEFACTORY_AIRFLOW_URL", env) or settings.declared("FACEFACTORY_AIRFLOW_URL").default
+        user = settings.raw("FACEFACTORY_AIRFLOW_USER", env) or settings.declared("FACEFACTORY_AIRFLOW_USER").default
+        password = settings.raw("FACEFACTORY_AIRFLOW_PASSWORD", env) or _embedded_password(user, env)
         try:
-            retry_s = max(0.0, float(env.get("FACEFACTORY_CLIENT_RETRY_S") or 60))
+            retry_s = max(0.0, settings.number("FACEFACTORY_CLIENT_RETRY_S", env))
         except ValueError:
             raise ClientError("FACEFACTORY_CLIENT_RETRY_S must be a number of seconds") from None
         return cls(url=url.rstrip("/"), username=user, password=password, retry_s=retry_s)

@@ -63,7 +63,7 @@ def node_hostname() -> str:
     """
     import socket
 
-    return os.environ.get("FACEFACTORY_NODE_NAME") or socket.getfqdn()
+    return settings.raw("FACEFACTORY_NODE_NAME") or socket.getfqdn()
 
 
 def node_processes(home: Path) -> list[int]:

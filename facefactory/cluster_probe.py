@@ -34,9 +34,9 @@ def probe_work_area(work_root: str, node: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    import os
+    from facefactory import settings
 
-    node = os.environ.get("FACEFACTORY_NODE_NAME", "?")
+    node = settings.raw("FACEFACTORY_NODE_NAME") or "?"
     try:
         probe_work_area(argv[0], node)
     except RuntimeError as exc:

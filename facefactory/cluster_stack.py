@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from facefactory import settings
 from facefactory.airflow_env import free_port
 from facefactory.cluster import ClusterEnv, WorkerSpec, default_workers
 from facefactory.cluster_services import (
@@ -104,11 +105,11 @@ class ClusterStack:
     @classmethod
     def from_environ(cls, root: Path, **kwargs: Any) -> ClusterStack:
         """Production URLs from FACEFACTORY_CLUSTER_DB_URL / _BROKER_URL and the S3 settings."""
-        return cls(root=root, db_url=os.environ.get("FACEFACTORY_CLUSTER_DB_URL", ""),
-                   broker_url=os.environ.get("FACEFACTORY_CLUSTER_BROKER_URL", ""),
-                   work_root=os.environ.get("FACEFACTORY_WORK_ROOT", "") if
-                   os.environ.get("FACEFACTORY_WORK_ROOT", "").startswith("s3://") else "",
-                   publish_to=os.environ.get("FACEFACTORY_PUBLISH_TO", ""), **kwargs)
+        work_root = settings.raw("FACEFACTORY_WORK_ROOT") or ""
+        return cls(root=root, db_url=settings.raw("FACEFACTORY_CLUSTER_DB_URL") or "",
+                   broker_url=settings.raw("FACEFACTORY_CLUSTER_BROKER_URL") or "",
+                   work_root=work_root if work_root.startswith("s3://") else "",
+                   publish_to=settings.raw("FACEFACTORY_PUBLISH_TO") or "", **kwargs)
 
     def __enter__(self) -> ClusterStack:
         self.start()
@@ -199,5 +200,5 @@ class ClusterStack:
 
 def default_root() -> Path:
     """Where `up --profile cluster` keeps its homes: $FACEFACTORY_HOME/cluster, else a temp dir."""
-    home = os.environ.get("FACEFACTORY_HOME")
+    home = settings.raw("FACEFACTORY_HOME")
     return Path(home) / "cluster" if home else Path(tempfile.mkdtemp(prefix="ff-cluster-"))

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 
+from facefactory import settings
+
 ENV = "FACEFACTORY_DEADLINE_ENABLED"
 MINUTES_ENV = "FACEFACTORY_DEADLINE_MINUTES"
-DEFAULT_MINUTES = 60.0
+DEFAULT_MINUTES = float(settings.declared(MINUTES_ENV).default)
 
 NO_DEADLINE_LINE = ("facefactory: this order runs without a deadline (`order run` has no scheduler to "
                     "watch one); for SLA tracking submit it to `facefactory up` instead")
@@ -27,7 +29,7 @@ def without_deadline(env: MutableMapping[str, str]) -> str:
 
 def summary(env: MutableMapping[str, str], misses_file: str) -> str:
     """One line for `up`'s banner: the deadline in force and where misses are recorded."""
-    if env.get(ENV, "").strip().lower() not in ("1", "true", "yes", "on"):
+    if not settings.flag(ENV, env):
         return f"deadlines:    off ({ENV}=false)"
-    minutes = env.get(MINUTES_ENV, "").strip() or f"{DEFAULT_MINUTES:g}"
+    minutes = settings.text(MINUTES_ENV, env)
     return f"deadlines:    {minutes} min per order from queue time; misses -> {misses_file}"

@@ -1,16 +1,99 @@
-"""FACEFACTORY_* configuration from the environment (docs/contracts.md "Configuration").
+"""The one settings module: every FACEFACTORY_* name, read through a small typed API.
 
-One place that knows the defaults of the embedded deployment, so the CLI, the DAG tasks and
-the tests agree on where the work area, published videos and allowed inputs live. Airflow-side
-overrides (Variables) are layered on top in `facefactory.operators.config`; this module never imports Airflow.
+Each name is declared once (`facefactory/settings_table.py`, which includes the engine's own
+table, `faceworker/settings.py`) with its type, default, meaning, readers and whether an Airflow
+Variable may override it; docs/settings.md is generated from it (`python -m facefactory.settings
+--write-docs`, a test fails when they differ). The CLI, operators, quality, DAGs and plugins read
+settings here, never `os.environ`, so a typo is a KeyError and not a silently ignored variable.
+
+A leaf: it imports nothing from the CLI (facefactory.cli, facefactory.commands) or the
+operators, which all import it. Airflow is imported lazily, only to read a Variable override.
 """
 from __future__ import annotations
 
+import argparse
 import os
+import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from facefactory.settings_table import SETTINGS, Setting
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DOC = REPO_ROOT / "docs" / "settings.md"
+TRUE_WORDS = ("1", "true", "yes", "on")
+_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+def declared(name: str) -> Setting:
+    """The declaration of `name`; an undeclared name is a programming error, not a missing value."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"{name} is not declared in facefactory/settings_table.py") from None
+
+
+def raw(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The variable as set (None when unset), for readers that treat unset and blank their own way."""
+    declared(name)
+    return (os.environ if environ is None else environ).get(name)
+
+
+def text(name: str, environ: Mapping[str, str] | None = None) -> str:
+    """The variable stripped, or its declared default when unset or blank."""
+    value = (raw(name, environ) or "").strip()
+    return value or declared(name).default
+
+
+def flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
+    """A yes/no setting: 1, true, yes or on (any case) mean yes."""
+    return text(name, environ).lower() in TRUE_WORDS
+
+
+def number(name: str, environ: Mapping[str, str] | None = None) -> float:
+    return float(text(name, environ))
+
+
+def integer(name: str, environ: Mapping[str, str] | None = None) -> int:
+    return int(text(name, environ))
+
+
+def variable(name: str) -> str | None:
+    """The Airflow Variable overriding `name` (its lower-case name), or None when unset or outside
+    a task (CLI, unit tests). Only names declared `variable=True` may be overridden."""
+    if not declared(name).variable:
+        raise ValueError(f"{name} is read from the environment only (no Airflow Variable override)")
+    try:
+        from airflow.sdk import Variable
+
+        value = Variable.get(name.lower(), default=None)
+    except Exception:  # noqa: BLE001 - no task context (CLI, unit tests): the environment decides
+        return None
+    return None if value is None else str(value)
+
+
+def lookup(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """Variable (inside a task, when the name allows one) > environment; None when neither is set."""
+    if declared(name).variable:
+        value = variable(name)
+        if value is not None:
+            return value
+    return raw(name, environ)
+
+
+def with_variables(names: Iterable[str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of the environment where a non-empty Variable overrides each of `names`."""
+    env = dict(os.environ if environ is None else environ)
+    for name in names:
+        value = variable(name)
+        if value not in (None, ""):
+            env[name] = str(value)
+    return env
+
+
+def in_group(group: str) -> tuple[Setting, ...]:
+    return tuple(s for s in SETTINGS if s.group == group)
 
 
 @dataclass(frozen=True)
@@ -46,13 +129,12 @@ class Settings:
 
 
 
-def load(environ: dict[str, str] | None = None) -> Settings:
+def load(environ: Mapping[str, str] | None = None) -> Settings:
     """Read the FACEFACTORY_* variables now (not at import time: tests change them)."""
     env = os.environ if environ is None else environ
 
     def get(name: str, default: str) -> str:
-        value = env.get(name, "").strip()
-        return value or default
+        return text(name, env) or default
 
     home = Path(get("FACEFACTORY_HOME", str(REPO_ROOT / "var"))).expanduser().resolve()
     roots_raw = get("FACEFACTORY_INPUT_ROOTS", str(home / "inputs"))
@@ -67,13 +149,13 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         work_root=get("FACEFACTORY_WORK_ROOT", str(home / "work")),
         publish_to=publish_to,
         input_roots=roots,
-        runner=get("FACEFACTORY_RUNNER", "local"),
+        runner=text("FACEFACTORY_RUNNER", env),
         model_dir=get("FACEFACTORY_MODEL_DIR", str(home / "models")),
-        log_format=get("FACEFACTORY_LOG_FORMAT", "json"),
-        execution_provider=get("FACEFACTORY_EXECUTION_PROVIDER", "auto"),
-        s3_endpoint_url=env.get("FACEFACTORY_S3_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL") or None,
-        swap_slots=_positive_int("FACEFACTORY_SWAP_SLOTS", get("FACEFACTORY_SWAP_SLOTS", "2")),
-        publish_roots=publish_roots(env.get("FACEFACTORY_PUBLISH_ROOTS", ""), home, publish_to),
+        log_format=text("FACEFACTORY_LOG_FORMAT", env),
+        execution_provider=text("FACEFACTORY_EXECUTION_PROVIDER", env),
+        s3_endpoint_url=raw("FACEFACTORY_S3_ENDPOINT_URL", env) or env.get("AWS_ENDPOINT_URL") or None,
+        swap_slots=_positive_int("FACEFACTORY_SWAP_SLOTS", text("FACEFACTORY_SWAP_SLOTS", env)),
+        publish_roots=publish_roots(raw("FACEFACTORY_PUBLISH_ROOTS", env) or "", home, publish_to),
     )
 
 
@@ -102,7 +184,7 @@ def _positive_int(name: str, raw: str) -> int:
     return value
 
 
-def airflow_home(environ: dict[str, str] | None = None) -> Path:
+def airflow_home(environ: Mapping[str, str] | None = None) -> Path:
     """AIRFLOW_HOME of the embedded default: $AIRFLOW_HOME, else <FACEFACTORY_HOME>/airflow."""
     env = os.environ if environ is None else environ
     explicit = env.get("AIRFLOW_HOME", "").strip()
@@ -131,3 +213,49 @@ def write_airflow_cfg(airflow_home_dir: Path, facefactory_home: Path) -> Path:
     if not target.exists() or target.read_text() != text:
         target.write_text(text)
     return target
+
+
+# --------------------------------------------------------------------------- the docs table
+
+
+def markdown() -> str:
+    """docs/settings.md: one row per name (generated; edit settings_table.py, not the page)."""
+    lines = [
+        "# Settings",
+        "",
+        "Every `FACEFACTORY_*` environment variable, generated from `facefactory/settings_table.py` and the",
+        "engine's `faceworker/settings.py` by `python -m facefactory.settings --write-docs` (`make docs`);",
+        "`tests/contracts/test_settings.py` fails when this page and the table differ.",
+        "",
+        "*Variable*: yes = inside a task an Airflow Variable of the lower-case name (e.g.",
+        "`facefactory_work_root`) overrides the environment. Read by: `engine` = the worker (`faceworker`),",
+        "`airflow` = DAGs, operators, quality, plugins; `cli` = the `facefactory` command; `tests` = tests",
+        "and set-up only.",
+        "",
+        "| name | type | default | meaning | read by | Variable |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in SETTINGS:
+        meaning = s.meaning.replace("|", "\\|")
+        lines.append(f"| `{s.name}` | {s.kind} | {s.documented_default} | {meaning} | {', '.join(s.read_by)} | "
+                     f"{'yes' if s.variable else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m facefactory.settings", description="The FACEFACTORY_* settings table")
+    ap.add_argument("--markdown", action="store_true", help="print docs/settings.md")
+    ap.add_argument("--write-docs", action="store_true", help="rewrite docs/settings.md")
+    args = ap.parse_args(argv)
+    if args.write_docs:
+        DOC.write_text(markdown(), encoding="utf-8")
+        print(f"wrote {DOC}")
+    elif args.markdown:
+        sys.stdout.write(markdown())
+    else:
+        ap.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

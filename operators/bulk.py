@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from facefactory import settings
 from facefactory.operators.order_check import order_problems, parse_field
 from facefactory.operators.order_schema import run_id_for
 from faceworker.workarea import split_s3_uri
@@ -37,8 +38,8 @@ log = logging.getLogger(__name__)
 MANIFEST_SUFFIXES = (".json", ".csv")
 PROCESSED = "processed"
 REJECTED = "rejected"
-DEFAULT_MAX_RUNS_PER_SCAN = 20
-DEFAULT_SCHEDULE = "*/5 * * * *"
+DEFAULT_MAX_RUNS_PER_SCAN = int(settings.declared("FACEFACTORY_BULK_MAX_RUNS").default)
+DEFAULT_SCHEDULE = settings.declared("FACEFACTORY_BULK_SCHEDULE").default
 
 
 class ManifestError(ValueError):
@@ -52,20 +53,15 @@ def _repo_home() -> Path:
     return Path(__file__).resolve().parents[1] / "var"
 
 
-def setting(name: str, default: str | None = None) -> str | None:
-    """Config value: env ``FACEFACTORY_<NAME>`` (the bulk DAG layers Variables on top)."""
-    return os.environ.get(f"FACEFACTORY_{name.upper()}", default)
-
-
 def default_inbox() -> str:
     """``FACEFACTORY_INBOX``, else ``$FACEFACTORY_HOME/inbox`` (local folder or s3:// prefix)."""
-    home = os.environ.get("FACEFACTORY_HOME") or str(_repo_home())
-    return setting("inbox") or str(Path(home) / "inbox")
+    home = settings.raw("FACEFACTORY_HOME") or str(_repo_home())
+    return settings.raw("FACEFACTORY_INBOX") or str(Path(home) / "inbox")
 
 
 def default_schedule() -> str | None:
     """Parse-time cron for the bulk DAG: ``FACEFACTORY_BULK_SCHEDULE`` ('none' = manual only)."""
-    value = setting("bulk_schedule", DEFAULT_SCHEDULE) or DEFAULT_SCHEDULE
+    value = settings.text("FACEFACTORY_BULK_SCHEDULE")
     return None if value.strip().lower() in {"", "none", "off", "manual"} else value
 
 
@@ -269,7 +265,7 @@ class S3Inbox:
         if client is None:
             import boto3
 
-            endpoint = os.environ.get("FACEFACTORY_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
+            endpoint = settings.raw("FACEFACTORY_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
             client = boto3.client("s3", endpoint_url=endpoint)
         self.s3 = client
 
@@ -348,21 +344,18 @@ def file_processed(inbox: Inbox, accepted: dict[str, list[str]]) -> list[str]:
 
 
 def runtime_setting(name: str, param: Any, default: str) -> str:
-    """Param (manual trigger) > Variable facefactory_<name> > env FACEFACTORY_<NAME> > default.
-    Airflow is imported here only: the rest of this module runs without it (tests, the CLI)."""
+    """Param (manual trigger) > Variable (lower-case `name`) > env `name` > default."""
     if param not in (None, ""):
         return str(param)
-    from airflow.sdk import Variable
-
-    value = Variable.get(f"facefactory_{name}", default=None)
-    return str(value) if value not in (None, "") else (setting(name) or default)
+    value = settings.variable(name)
+    return value if value not in (None, "") else (settings.raw(name) or default)
 
 
 def scan_task(params: Any) -> dict[str, Any]:
     """bulk_orders' scan task: validate every manifest, plan the runs, and return the XCom the
     trigger, file_processed and report tasks read (inbox, triggers, accepted, rejections, deferred)."""
-    inbox_url = runtime_setting("inbox", params.get("inbox"), default_inbox())
-    cap = int(runtime_setting("bulk_max_runs", params.get("max_runs"), str(DEFAULT_MAX_RUNS_PER_SCAN)))
+    inbox_url = runtime_setting("FACEFACTORY_INBOX", params.get("inbox"), default_inbox())
+    cap = int(runtime_setting("FACEFACTORY_BULK_MAX_RUNS", params.get("max_runs"), str(DEFAULT_MAX_RUNS_PER_SCAN)))
     plan = scan(open_inbox(inbox_url), cap)
     print(f"inbox {inbox_url}: {len(plan.triggers)} runs from {len(plan.accepted)} manifests, "
           f"{len(plan.rejected)} rejected, {len(plan.deferred)} deferred (cap {cap})")

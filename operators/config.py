@@ -1,4 +1,5 @@
-"""Airflow-side configuration: FACEFACTORY_* env with Airflow Variable overrides.
+"""Airflow-side configuration: what the DAG file and the tasks need, read through the one
+settings module (facefactory.settings: names, defaults and which Variables may override).
 
 Two kinds of setting live here:
 - parse-time settings (deadline on/off, retry sizing): read from the environment ONLY, because a
@@ -8,7 +9,6 @@ Two kinds of setting live here:
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -16,17 +16,15 @@ from typing import Any
 
 from facefactory import settings as ff_settings
 
-
-def _env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name, "").strip().lower()
-    if not raw:
-        return default
-    return raw in ("1", "true", "yes", "on")
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    return float(raw) if raw else default
+#: what `run_time` lets an Airflow Variable override (each declared `variable=True`)
+RUN_TIME_VARIABLES = (
+    "FACEFACTORY_WORK_ROOT",
+    "FACEFACTORY_PUBLISH_TO",
+    "FACEFACTORY_PUBLISH_ROOTS",
+    "FACEFACTORY_INPUT_ROOTS",
+    "FACEFACTORY_RUNNER",
+    "FACEFACTORY_MODEL_DIR",
+)
 
 
 @dataclass(frozen=True)
@@ -44,9 +42,9 @@ def parse_time() -> ParseTimeConfig:
     crashes after the tasks when a DAG carries a DeadlineAlert (Airflow 3.3.2, DESIGN §7);
     deployments with a scheduler switch it on with FACEFACTORY_DEADLINE_ENABLED=true."""
     return ParseTimeConfig(
-        deadline_enabled=_env_bool("FACEFACTORY_DEADLINE_ENABLED", False),
-        deadline=timedelta(minutes=_env_float("FACEFACTORY_DEADLINE_MINUTES", 60.0)),
-        swap_timeout=timedelta(minutes=_env_float("FACEFACTORY_SWAP_TIMEOUT_MINUTES", 60.0)),
+        deadline_enabled=ff_settings.flag("FACEFACTORY_DEADLINE_ENABLED"),
+        deadline=timedelta(minutes=ff_settings.number("FACEFACTORY_DEADLINE_MINUTES")),
+        swap_timeout=timedelta(minutes=ff_settings.number("FACEFACTORY_SWAP_TIMEOUT_MINUTES")),
         max_map_length=_max_map_length(),
     )
 
@@ -83,45 +81,16 @@ class RunConfig:
         return self.settings.input_roots
 
 
-def _variable(name: str) -> str | None:
-    """Airflow Variable `name`, or None outside a task / when unset."""
-    try:
-        from airflow.sdk import Variable
-
-        value = Variable.get(name, default=None)
-    except Exception:  # noqa: BLE001 - no task context (CLI, unit tests): env only
-        return None
-    return None if value in (None, "") else str(value)
-
-
 def run_time(use_variables: bool = True) -> RunConfig:
     """Env first, then Variables (`facefactory_work_root`, ...) override, per the contract."""
-    env = dict(os.environ)
-    if use_variables:
-        for key in (
-            "FACEFACTORY_WORK_ROOT",
-            "FACEFACTORY_PUBLISH_TO",
-            "FACEFACTORY_PUBLISH_ROOTS",
-            "FACEFACTORY_INPUT_ROOTS",
-            "FACEFACTORY_RUNNER",
-            "FACEFACTORY_MODEL_DIR",
-        ):
-            override = _variable(key.lower())
-            if override is not None:
-                env[key] = override
-    base = ff_settings.load(env)
-
-    def num(name: str, default: float) -> float:
-        raw = env.get(name, "").strip()
-        return float(raw) if raw else default
-
+    env = ff_settings.with_variables(RUN_TIME_VARIABLES if use_variables else ())
     caps = Caps(
-        max_duration_s=num("FACEFACTORY_MAX_DURATION_S", 600.0),
-        max_bytes=int(num("FACEFACTORY_MAX_INPUT_BYTES", 4 * 1024**3)),
-        max_width=int(num("FACEFACTORY_MAX_WIDTH", 3840)),
-        max_height=int(num("FACEFACTORY_MAX_HEIGHT", 2160)),
+        max_duration_s=ff_settings.number("FACEFACTORY_MAX_DURATION_S", env),
+        max_bytes=int(ff_settings.number("FACEFACTORY_MAX_INPUT_BYTES", env)),
+        max_width=int(ff_settings.number("FACEFACTORY_MAX_WIDTH", env)),
+        max_height=int(ff_settings.number("FACEFACTORY_MAX_HEIGHT", env)),
     )
-    return RunConfig(settings=base, caps=caps)
+    return RunConfig(settings=ff_settings.load(env), caps=caps)
 
 
 def with_settings(cfg: RunConfig, **changes: Any) -> RunConfig:

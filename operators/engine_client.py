@@ -23,6 +23,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from facefactory import settings
 from facefactory.operators.worker_log import LineLogger, relay
 from faceworker.errors import EXIT_BAD_INPUT, EXIT_TRANSIENT
 
@@ -42,7 +43,7 @@ def worker_command(command: str = ENGINE_COMMAND) -> list[str]:
     """argv prefix of the engine: FACEFACTORY_WORKER_BIN (tests, custom installs), else the
     command next to this interpreter (the venv that runs Airflow), else on PATH, else the
     engine module under this interpreter."""
-    override = os.environ.get(WORKER_BIN_ENV)
+    override = settings.raw(WORKER_BIN_ENV)
     if override:
         return [override]
     beside = Path(sys.executable).with_name(command)

@@ -25,12 +25,12 @@ from airflow.sdk.bases.operator import partial as _sdk_partial
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from kubernetes.client import models as k8s
 
+from facefactory import settings as ff_settings
 from facefactory.operators import engine_client, names
 from facefactory.operators.pod_spec import (
     BASE_CONTAINER,
     XCOM_FILE,
     PodSettings,
-    default_lookup,
     label_value,
     parse_time_settings,
     pod_manifest,
@@ -90,7 +90,7 @@ def local_model_dir() -> str:
     """The model dir of the embedded deployment (Variable > env > $FACEFACTORY_HOME/models)."""
     from facefactory.settings import load
 
-    return default_lookup("FACEFACTORY_MODEL_DIR") or load().model_dir
+    return ff_settings.lookup("FACEFACTORY_MODEL_DIR") or load().model_dir
 
 
 def local_invocation(
@@ -179,7 +179,7 @@ class FaceSwapPodOperator(KubernetesPodOperator):
     # -- configuration ------------------------------------------------------------------
 
     def resolved_runner(self) -> str:
-        runner = (self.runner or default_lookup("FACEFACTORY_RUNNER") or "local").strip().lower()
+        runner = (self.runner or ff_settings.lookup("FACEFACTORY_RUNNER") or "local").strip().lower()
         if runner not in RUNNERS:
             raise AirflowFailException(f"unknown runner {runner!r}: use one of {RUNNERS}")
         return runner

@@ -21,74 +21,33 @@ from typing import Any
 
 from kubernetes.client import models as k8s
 
+from facefactory import settings
+
 Lookup = Callable[[str], "str | None"]
 
 BASE_CONTAINER = "base"
 XCOM_FILE = "/airflow/xcom/return.json"
 GPU_TAINT_KEY = "nvidia.com/gpu"
 
-# name (env) -> (default, meaning). The single source for defaults and for docs/kubernetes.md.
-SETTINGS: dict[str, tuple[str, str]] = {
-    "FACEFACTORY_WORKER_IMAGE": ("ghcr.io/facefactory/faceworker", "worker image repository"),
-    "FACEFACTORY_WORKER_TAG": ("0.1.0", "worker image tag (pin a digest-stable tag)"),
-    "FACEFACTORY_K8S_IMAGE_PULL_POLICY": ("IfNotPresent", "Always, IfNotPresent or Never"),
-    "FACEFACTORY_K8S_IMAGE_PULL_SECRETS": ("", "comma-separated docker-registry secret names"),
-    "FACEFACTORY_K8S_NAMESPACE": ("facefactory", "namespace of the swap pods"),
-    "FACEFACTORY_K8S_SERVICE_ACCOUNT": ("faceworker", "service account (IRSA/workload identity for S3)"),
-    "FACEFACTORY_K8S_AUTOMOUNT_TOKEN": ("false", "mount the Kubernetes API token (the worker never needs it)"),
-    "FACEFACTORY_K8S_CPU_REQUEST": ("3", "CPU request (decode/encode run on CPU)"),
-    "FACEFACTORY_K8S_CPU_LIMIT": ("4", "CPU limit"),
-    "FACEFACTORY_K8S_MEMORY_REQUEST": ("8Gi", "memory request"),
-    "FACEFACTORY_K8S_MEMORY_LIMIT": ("12Gi", "memory limit"),
-    "FACEFACTORY_K8S_GPU_RESOURCE": ("nvidia.com/gpu", "extended resource name of the GPU"),
-    "FACEFACTORY_K8S_GPUS": ("1", "GPUs per swap pod (0 = CPU-only pods)"),
-    "FACEFACTORY_K8S_NODE_SELECTOR": ("facefactory.io/node-pool=gpu-swaps", "k=v[,k=v] node labels"),
-    "FACEFACTORY_K8S_TOLERATIONS": ("", "extra tolerations, JSON list (GPU taint is always tolerated)"),
-    "FACEFACTORY_K8S_AFFINITY": ("", "optional V1Affinity as JSON"),
-    "FACEFACTORY_K8S_MODEL_PVC": ("facefactory-models", "read-only model-cache PVC ('' = none)"),
-    "FACEFACTORY_K8S_MODEL_MOUNT": ("/models", "where the model cache is mounted in the pod"),
-    "FACEFACTORY_K8S_SHM_SIZE": ("2Gi", "size of the /dev/shm emptyDir (frame batches)"),
-    "FACEFACTORY_K8S_TMP_SIZE": ("20Gi", "size of the writable /tmp emptyDir (segments in flight)"),
-    "FACEFACTORY_K8S_S3_SECRET": ("", "secret with AWS_* keys for envFrom ('' = IRSA / node role)"),
-    "FACEFACTORY_K8S_RUN_AS_USER": ("10001", "uid of the worker (the image's non-root user)"),
-    "FACEFACTORY_K8S_ACTIVE_DEADLINE_S": ("3600", "hard wall-clock limit of one swap pod"),
-    "FACEFACTORY_K8S_STARTUP_TIMEOUT_S": ("1200", "pending budget: GPU node scale-from-zero + image pull"),
-    "FACEFACTORY_K8S_DEFERRABLE": ("false", "wait for the pod in the triggerer instead of a worker slot"),
-    "FACEFACTORY_K8S_PRIORITY_CLASS": ("", "optional priorityClassName"),
-    "FACEFACTORY_EXECUTION_PROVIDER": ("auto", "onnxruntime provider in the pod: auto, cuda or cpu"),
-    "FACEFACTORY_LOG_FORMAT": ("json", "worker log format (json lines for the task log)"),
-    "FACEFACTORY_S3_ENDPOINT_URL": ("", "S3-compatible endpoint passed to the pod when set"),
-}
+# name (env) -> (default, meaning), for docs/kubernetes.md and `k8s render-pod --set`: views of the
+# pod groups of the one settings table (facefactory/settings_table.py), where they are declared.
+SETTINGS: dict[str, tuple[str, str]] = {s.name: (s.default, s.meaning) for s in settings.in_group("pod")}
 
 # Read from the environment at parse time only (the scheduler needs them before execute()).
 PARSE_TIME_SETTINGS: dict[str, tuple[str, str]] = {
-    "FACEFACTORY_SWAP_POOL": ("gpu_swaps", "Airflow pool: its size is the GPU budget"),
-    "FACEFACTORY_SWAP_MAX_ACTIVE_PER_RUN": ("4", "max concurrent swap pods of one order"),
-    "FACEFACTORY_SWAP_RETRIES": ("3", "retries of a chunk (exit 2 = bad input is never retried)"),
-    "FACEFACTORY_SWAP_RETRY_DELAY_S": ("30", "first retry delay"),
-    "FACEFACTORY_SWAP_RETRY_BACKOFF": ("2.0", "exponential backoff multiplier"),
-    "FACEFACTORY_SWAP_MAX_RETRY_DELAY_S": ("900", "cap on the retry delay"),
-    "FACEFACTORY_SWAP_QUEUE": ("", "executor queue of swap tasks (cluster profile: `gpu`)"),
-}
+    s.name: (s.default, s.meaning) for s in settings.in_group("swap_parse_time")}
 
 _LABEL_VALUE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def default_lookup(name: str) -> str | None:
-    """Airflow Variable (lower-case name) first, then the environment."""
-    try:
-        from airflow.sdk import Variable
-
-        value = Variable.get(name.lower(), default=None)
-    except Exception:  # no Airflow context (plain CLI, tests): the environment decides
-        value = None
-    if value is None:
-        value = os.environ.get(name)
-    return value
+    """Airflow Variable (lower-case name) first, then the environment, for our names; AWS's own
+    variables (AWS_ENDPOINT_URL) come from the environment, as boto3 reads them."""
+    return settings.lookup(name) if name.startswith("FACEFACTORY_") else os.environ.get(name)
 
 
 def env_lookup(name: str) -> str | None:
-    return os.environ.get(name)
+    return settings.raw(name) if name.startswith("FACEFACTORY_") else os.environ.get(name)
 
 
 def label_value(value: object) -> str:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from facefactory import settings
 
 log = logging.getLogger("facefactory.deadlines")
 
@@ -22,7 +23,7 @@ CALLBACK_PATH = "facefactory_deadlines.record_deadline_miss"
 
 def default_log_path() -> Path:
     """`$FACEFACTORY_HOME/deadline_misses.jsonl` (same default as facefactory.settings)."""
-    home = os.environ.get("FACEFACTORY_HOME", "").strip()
+    home = settings.text("FACEFACTORY_HOME")
     if not home:
         home = str(Path(__file__).resolve().parent.parent / "var")
     return Path(home) / "deadline_misses.jsonl"

@@ -8,13 +8,14 @@ and ``FACEFACTORY_PRICE_PER_CPU_S`` (default 0.000012 USD ≈ 0.043 USD per core
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import asdict, dataclass, field
+
+from facefactory import settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PRICE_PER_GPU_S = 0.0011
-DEFAULT_PRICE_PER_CPU_S = 0.000012
+DEFAULT_PRICE_PER_GPU_S = float(settings.declared("FACEFACTORY_PRICE_PER_GPU_S").default)
+DEFAULT_PRICE_PER_CPU_S = float(settings.declared("FACEFACTORY_PRICE_PER_CPU_S").default)
 STAGES = ("decode_s", "detect_s", "swap_s", "encode_s", "metrics_s", "total_s")
 
 
@@ -57,7 +58,7 @@ def _device(done: dict, default: str) -> str:
 
 def default_device() -> str:
     """Kubernetes runner pods request a GPU; the embedded local runner uses the CPU."""
-    return "gpu" if os.environ.get("FACEFACTORY_RUNNER", "local") == "kubernetes" else "cpu"
+    return "gpu" if settings.raw("FACEFACTORY_RUNNER") == "kubernetes" else "cpu"
 
 
 def order_cost(done_by_chunk: dict[int, dict], retries: dict[int, int] | None = None,
@@ -65,9 +66,9 @@ def order_cost(done_by_chunk: dict[int, dict], retries: dict[int, int] | None = 
                device: str | None = None) -> OrderCost:
     """Aggregate chunk timings into seconds per device, fps and an estimated price."""
     gpu_p = float(price_per_gpu_s if price_per_gpu_s is not None
-                  else os.environ.get("FACEFACTORY_PRICE_PER_GPU_S", DEFAULT_PRICE_PER_GPU_S))
+                  else settings.number("FACEFACTORY_PRICE_PER_GPU_S"))
     cpu_p = float(price_per_cpu_s if price_per_cpu_s is not None
-                  else os.environ.get("FACEFACTORY_PRICE_PER_CPU_S", DEFAULT_PRICE_PER_CPU_S))
+                  else settings.number("FACEFACTORY_PRICE_PER_CPU_S"))
     dev_default = device or default_device()
     retries = retries or {}
     chunks: list[ChunkCost] = []

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from facefactory import settings
+
 DATA_DIR = Path(__file__).resolve().parent / "data"
 CALIBRATION_FORMAT = "facefactory.identity_calibration/1"
 #: extra directories (colon-separated) searched before quality/data, e.g. an ONNX pack's dir
@@ -58,10 +60,10 @@ class Calibration:
 
 def _search_dirs(recognizer: str = "") -> list[Path]:
     """FACEFACTORY_CALIBRATION_PATH, then an ONNX pack's own dir (``arcface:<pack>``), then quality/data."""
-    extra = [Path(p) for p in os.environ.get(CALIBRATION_PATH_ENV, "").split(os.pathsep) if p]
+    extra = [Path(p) for p in (settings.raw(CALIBRATION_PATH_ENV) or "").split(os.pathsep) if p]
     if recognizer.startswith("arcface:"):
-        model_dir = os.environ.get("FACEFACTORY_MODEL_DIR") or (
-            str(Path(os.environ["FACEFACTORY_HOME"]) / "models") if os.environ.get("FACEFACTORY_HOME") else "")
+        home = settings.raw("FACEFACTORY_HOME")
+        model_dir = settings.raw("FACEFACTORY_MODEL_DIR") or (str(Path(home) / "models") if home else "")
         if model_dir:
             extra.append(Path(model_dir) / recognizer.split(":", 1)[1])
     return [*extra, DATA_DIR]

@@ -9,7 +9,6 @@ component's process group, children included.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import time
@@ -17,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from facefactory import deadlines
+from facefactory import deadlines, settings
 from facefactory.airflow_env import AirflowEnv, embedded_airflow_home, facefactory_home
 from facefactory.supervisor import RestartBudget, give_up_line, restart_line
 
@@ -30,7 +29,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         ff_home=facefactory_home(),
         host=args.host,
         port=args.port,
-        password=args.password or os.environ.get("FACEFACTORY_AIRFLOW_PASSWORD") or None,
+        password=args.password or settings.raw("FACEFACTORY_AIRFLOW_PASSWORD") or None,
     )
     print(f"facefactory: preparing Airflow in {env.airflow_home} ...", flush=True)
 
@@ -58,7 +57,7 @@ def cmd_up_cluster(args: argparse.Namespace) -> int:
 
     root = Path(args.airflow_home) if args.airflow_home else facefactory_home() / "cluster"
     stack = ClusterStack.from_environ(
-        root, port=args.port, password=args.password or os.environ.get("FACEFACTORY_AIRFLOW_PASSWORD"),
+        root, port=args.port, password=args.password or settings.raw("FACEFACTORY_AIRFLOW_PASSWORD"),
         gpu_workers=args.gpu_workers)
     print(f"facefactory: starting the cluster profile in {root} ...", flush=True)
 
@@ -69,7 +68,7 @@ def cmd_up_cluster(args: argparse.Namespace) -> int:
                             for s in env.worker_specs.values())
         return env, (f"\nAirflow UI:   {env.url}\nlogin:        user {user!r}, password {password!r}\n"
                      f"metadata DB:  {stack.db_url}\nbroker:       {stack.broker_url}\n"
-                     f"work area:    {stack.work_root}\npublished:    {env.environ()['FACEFACTORY_PUBLISH_TO']}\n"
+                     f"work area:    {stack.work_root}\npublished:    {settings.raw('FACEFACTORY_PUBLISH_TO', env.environ())}\n"
                      f"workers:      {workers}\nlogs:         {env.log_dir}\nPress Ctrl-C to stop.")
 
     return _serve(args, start, stack.stop, "the cluster")
@@ -116,8 +115,8 @@ def supervise(env: AirflowEnv, budget: RestartBudget, poll_s: float = 1.0) -> in
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("up", help="run the embedded Airflow (UI + API + scheduler)")
-    p.add_argument("--host", default=os.environ.get("FACEFACTORY_AIRFLOW_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("FACEFACTORY_AIRFLOW_PORT", "8080")))
+    p.add_argument("--host", default=settings.text("FACEFACTORY_AIRFLOW_HOST"))
+    p.add_argument("--port", type=int, default=settings.integer("FACEFACTORY_AIRFLOW_PORT"))
     p.add_argument("--password", help="fixed password for user admin (default: generated once)")
     p.add_argument("--airflow-home", help="default $FACEFACTORY_HOME/airflow")
     p.add_argument("--ready-timeout", type=float, default=180)

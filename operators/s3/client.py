@@ -12,6 +12,8 @@ from typing import Any
 
 from botocore.config import Config
 
+from facefactory import settings as ff_settings
+
 DEFAULT_CONN_ID = "aws_default"
 RETRY_MODES = ("standard", "adaptive", "legacy")
 
@@ -31,17 +33,17 @@ class ClientSettings:
     @classmethod
     def from_env(cls, conn_id: str = DEFAULT_CONN_ID, env: dict[str, str] | None = None) -> ClientSettings:
         env = dict(os.environ if env is None else env)
-        mode = env.get("FACEFACTORY_S3_RETRY_MODE", "standard").strip() or "standard"
+        mode = ff_settings.text("FACEFACTORY_S3_RETRY_MODE", env)
         if mode not in RETRY_MODES:
             raise ValueError(f"FACEFACTORY_S3_RETRY_MODE={mode!r}: expected one of {', '.join(RETRY_MODES)}")
         return cls(
             conn_id=conn_id,
             retry_mode=mode,
-            max_attempts=int(env.get("FACEFACTORY_S3_MAX_ATTEMPTS", "5") or 5),
-            connect_timeout_s=float(env.get("FACEFACTORY_S3_CONNECT_TIMEOUT_S", "10") or 10),
-            read_timeout_s=float(env.get("FACEFACTORY_S3_READ_TIMEOUT_S", "60") or 60),
-            endpoint_url=(env.get("FACEFACTORY_S3_ENDPOINT_URL") or None),
-            region_name=(env.get("FACEFACTORY_S3_REGION") or None),
+            max_attempts=ff_settings.integer("FACEFACTORY_S3_MAX_ATTEMPTS", env),
+            connect_timeout_s=ff_settings.number("FACEFACTORY_S3_CONNECT_TIMEOUT_S", env),
+            read_timeout_s=ff_settings.number("FACEFACTORY_S3_READ_TIMEOUT_S", env),
+            endpoint_url=(ff_settings.raw("FACEFACTORY_S3_ENDPOINT_URL", env) or None),
+            region_name=(ff_settings.raw("FACEFACTORY_S3_REGION", env) or None),
         )
 
     def botocore_config(self) -> Config:

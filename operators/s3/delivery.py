@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from facefactory import settings as ff_settings
 from facefactory.operators.s3 import cdn
 from facefactory.operators.s3.client import ClientSettings, cloudfront_client, s3_client
 from facefactory.operators.s3.publish import PublishOptions, publish_video
@@ -37,13 +38,14 @@ class CdnOptions:
     def from_env(cls, env: dict[str, str] | None = None) -> CdnOptions:
         env = dict(os.environ if env is None else env)
         return cls(
-            distribution_id=env.get("FACEFACTORY_CDN_DISTRIBUTION_ID") or None,
-            domain=env.get("FACEFACTORY_CDN_DOMAIN") or None,
-            origin_path=env.get("FACEFACTORY_CDN_ORIGIN_PATH", ""),
-            wait=env.get("FACEFACTORY_CDN_WAIT", "true").lower() not in ("0", "false", "no"),
-            timeout_s=float(env.get("FACEFACTORY_CDN_WAIT_TIMEOUT_S", "600") or 600),
-            poll_s=float(env.get("FACEFACTORY_CDN_POLL_S", "10") or 10),
-            presign_expiry_s=int(float(env.get("FACEFACTORY_PRESIGN_EXPIRY_S", str(24 * 3600)))),
+            distribution_id=ff_settings.raw("FACEFACTORY_CDN_DISTRIBUTION_ID", env) or None,
+            domain=ff_settings.raw("FACEFACTORY_CDN_DOMAIN", env) or None,
+            origin_path=ff_settings.raw("FACEFACTORY_CDN_ORIGIN_PATH", env) or "",
+            # anything but an explicit no waits (the safe side: a published URL that serves)
+            wait=ff_settings.text("FACEFACTORY_CDN_WAIT", env).lower() not in ("0", "false", "no"),
+            timeout_s=ff_settings.number("FACEFACTORY_CDN_WAIT_TIMEOUT_S", env),
+            poll_s=ff_settings.number("FACEFACTORY_CDN_POLL_S", env),
+            presign_expiry_s=int(ff_settings.number("FACEFACTORY_PRESIGN_EXPIRY_S", env)),
         )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from boto3.s3.transfer import TransferConfig
 
+from facefactory import settings
 from facefactory.operators.s3.errors import S3IntegrityError, S3NotFoundError, S3PermanentError, classify
 from facefactory.operators.s3.ingest import head, sha256_object
 from facefactory.operators.s3.mediatype import sniff
@@ -60,15 +61,13 @@ class PublishOptions:
     def from_env(cls, env: dict[str, str] | None = None) -> PublishOptions:
         env = dict(os.environ if env is None else env)
         mib = 1024 * 1024
-        default = cls()
         return cls(
-            sse=env.get("FACEFACTORY_S3_SSE", default.sse) or default.sse,
-            kms_key_id=env.get("FACEFACTORY_S3_KMS_KEY_ID") or None,
-            video_cache_control=env.get("FACEFACTORY_PUBLISH_VIDEO_CACHE_CONTROL") or default.video_cache_control,
-            manifest_cache_control=env.get("FACEFACTORY_PUBLISH_MANIFEST_CACHE_CONTROL")
-            or default.manifest_cache_control,
-            multipart_threshold=int(float(env.get("FACEFACTORY_S3_MULTIPART_THRESHOLD_MB", "16")) * mib),
-            multipart_chunksize=int(float(env.get("FACEFACTORY_S3_MULTIPART_CHUNK_MB", "16")) * mib),
+            sse=settings.text("FACEFACTORY_S3_SSE", env),
+            kms_key_id=settings.raw("FACEFACTORY_S3_KMS_KEY_ID", env) or None,
+            video_cache_control=settings.text("FACEFACTORY_PUBLISH_VIDEO_CACHE_CONTROL", env),
+            manifest_cache_control=settings.text("FACEFACTORY_PUBLISH_MANIFEST_CACHE_CONTROL", env),
+            multipart_threshold=int(settings.number("FACEFACTORY_S3_MULTIPART_THRESHOLD_MB", env) * mib),
+            multipart_chunksize=int(settings.number("FACEFACTORY_S3_MULTIPART_CHUNK_MB", env) * mib),
         )
 
     def transfer(self) -> TransferConfig:
@@ -285,7 +284,7 @@ def _mid_upload_hook(size: int) -> Callable[[int], None] | None:
     some but not all bytes are sent: a multipart upload in flight). None unless a test asks."""
     from faceworker.testhooks import PAUSE_AT, pause_at
 
-    if "s3_publish_mid_upload" not in os.environ.get(PAUSE_AT, ""):
+    if "s3_publish_mid_upload" not in (settings.raw(PAUSE_AT) or ""):
         return None
     sent = [0]
 

@@ -86,8 +86,8 @@ def test_env_roots_apply_to_every_way_in(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
 def test_variable_override_is_used_at_run_time(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("FACEFACTORY_HOME", str(tmp_path))
-    monkeypatch.setattr(config, "_variable",
-                        lambda name: f"{tmp_path}/var-root" if name == "facefactory_publish_roots" else None)
+    monkeypatch.setattr(ff_settings, "variable",
+                        lambda name: f"{tmp_path}/var-root" if name == "FACEFACTORY_PUBLISH_ROOTS" else None)
     assert config.run_time().settings.publish_roots[0] == f"{tmp_path}/var-root"
     assert config.order_problems({}, {**GOOD, "publish_to": f"{tmp_path}/var-root/a"}) == []
     [text] = config.order_problems({}, {**GOOD, "publish_to": f"{tmp_path}/other"})

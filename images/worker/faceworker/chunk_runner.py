@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from faceworker import ffmpeg, frameio, probe
+from faceworker import ffmpeg, frameio, probe, settings
 from faceworker.errors import BadInput
 from faceworker.frames import FrameView
 from faceworker.id_sampling import ID_SAMPLE_EVERY
@@ -102,14 +102,11 @@ def metrics_workers(frames: int) -> int:
     wall time for CPU. Worth setting for chunks the checks doubt throughout (many embeddings)
     on a machine with idle cores. Short chunks (< MIN_FRAMES_FOR_WORKERS frames) always embed
     inline: start-up would dominate."""
-    raw = os.environ.get(METRICS_WORKERS_ENV, "").strip()
-    if raw:
-        try:
-            workers = max(0, int(raw))
-        except ValueError as exc:
-            raise BadInput(f"{METRICS_WORKERS_ENV} must be an integer, got {raw!r}") from exc
-    else:
-        workers = 0
+    raw = settings.text(METRICS_WORKERS_ENV)
+    try:
+        workers = max(0, int(raw))
+    except ValueError as exc:
+        raise BadInput(f"{METRICS_WORKERS_ENV} must be an integer, got {raw!r}") from exc
     return workers if frames >= MIN_FRAMES_FOR_WORKERS else 0
 
 
@@ -247,15 +244,14 @@ ENCODER_THREADS_ENV = "FACEFACTORY_ENCODER_THREADS"
 
 def encoder_threads() -> int:
     """x264 threads of the segment encoder; 0 = x264's own choice (about 1.5 per CPU)."""
-    raw = os.environ.get(ENCODER_THREADS_ENV, "").strip()
+    raw = settings.text(ENCODER_THREADS_ENV)
     try:
-        return max(0, int(raw)) if raw else 0
+        return max(0, int(raw))
     except ValueError as exc:
         raise BadInput(f"{ENCODER_THREADS_ENV} must be a whole number, got {raw!r}") from exc
 
 
 KEEP_ORIGINALS_ENV = "FACEFACTORY_METRICS_KEEP_MB"
-KEEP_ORIGINALS_MB = 2048  # default memory the swap pass may hold the chunk's original frames in
 
 
 def keep_originals(frames: int, frame_bytes: int) -> bool:
@@ -267,9 +263,9 @@ def keep_originals(frames: int, frame_bytes: int) -> bool:
     FACEFACTORY_METRICS_KEEP_MB (default 2048; 0 = never) the metrics pass decodes the originals
     again instead; 2048 keeps a 375-frame 1080p chunk (1.17 GB): decoding its originals again made
     its QA dearer than its swap (1.03x, benchmarks/order_throughput.py)."""
-    raw = os.environ.get(KEEP_ORIGINALS_ENV, "").strip()
+    raw = settings.text(KEEP_ORIGINALS_ENV)
     try:
-        budget_mb = float(raw) if raw else KEEP_ORIGINALS_MB
+        budget_mb = float(raw)
     except ValueError as exc:
         raise BadInput(f"{KEEP_ORIGINALS_ENV} must be a number (MB), got {raw!r}") from exc
     return budget_mb > 0 and frames * frame_bytes <= budget_mb * 1e6

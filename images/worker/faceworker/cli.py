@@ -15,6 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from faceworker import settings
 from faceworker.errors import EXIT_BAD_INPUT, EXIT_BUG, EXIT_OK, EXIT_TRANSIENT, BadInput, TransientError
 from faceworker.logs import Logger, get_logger
 from faceworker.spec import FACE_SELECTORS
@@ -192,7 +193,7 @@ def cmd_swap_chunk(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
         work=args.work or WorkArea(None).root, order=args.order, chunk=args.chunk, start=args.start, end=args.end,
         swapper=args.swapper, enhancer=args.enhancer, face_selector=args.face_selector,
         identity_weight=args.identity_weight, options=options,
-        model_dir=args.model_dir or os.environ.get("FACEFACTORY_MODEL_DIR"), reference=args.reference,
+        model_dir=args.model_dir or settings.raw("FACEFACTORY_MODEL_DIR"), reference=args.reference,
         crf=args.crf, preset=args.preset,
     )
     return run_chunk(spec, log=log)

@@ -6,16 +6,16 @@ the same binary that later concatenates the segments, so counts agree end to end
 """
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 from collections.abc import Sequence
 
+from faceworker import settings
 from faceworker.errors import BadInput, TransientError, WorkerError
 from faceworker.lifeline import die_with_parent_preexec
 
-FFMPEG = os.environ.get("FACEFACTORY_FFMPEG", "ffmpeg")
-FFPROBE = os.environ.get("FACEFACTORY_FFPROBE", "ffprobe")
+FFMPEG = settings.text("FACEFACTORY_FFMPEG")
+FFPROBE = settings.text("FACEFACTORY_FFPROBE")
 
 
 class FFmpegError(WorkerError):

@@ -8,18 +8,18 @@ the decoder, which refuses what it cannot read.
 """
 from __future__ import annotations
 
-import os
 import struct
 
+from faceworker import settings
 from faceworker.errors import BadInput
 
 #: default cap on a photo's pixels (FACEFACTORY_MAX_IMAGE_PIXELS): 50 MP is above any phone camera
-DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_MAX_PIXELS = int(settings.declared("FACEFACTORY_MAX_IMAGE_PIXELS").default)
 
 
 def max_pixels() -> int:
     """The deployment's cap (FACEFACTORY_MAX_IMAGE_PIXELS), default DEFAULT_MAX_PIXELS."""
-    raw = os.environ.get("FACEFACTORY_MAX_IMAGE_PIXELS", "").strip()
+    raw = settings.text("FACEFACTORY_MAX_IMAGE_PIXELS")
     try:
         value = int(raw) if raw else DEFAULT_MAX_PIXELS
     except ValueError:

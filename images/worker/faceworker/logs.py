@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
+
+from faceworker import settings
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
@@ -23,7 +24,7 @@ class Logger:
         return Logger(merged, self._stream)
 
     def log(self, level: str, event: str, **fields: Any) -> None:
-        minimum = _LEVELS.get(os.environ.get("FACEFACTORY_LOG_LEVEL", "info").lower(), 20)
+        minimum = _LEVELS.get(settings.text("FACEFACTORY_LOG_LEVEL").lower(), 20)
         if _LEVELS.get(level, 20) < minimum:
             return
         record: dict[str, Any] = {
@@ -34,7 +35,7 @@ class Logger:
         record.update(self._fields)
         record.update(fields)
         stream = self._stream or sys.stderr
-        if os.environ.get("FACEFACTORY_LOG_FORMAT", "json").lower() == "text":
+        if settings.text("FACEFACTORY_LOG_FORMAT").lower() == "text":
             extra = " ".join(f"{k}={v}" for k, v in record.items() if k not in ("ts", "level", "event"))
             line = f"{record['ts']} {level.upper():7s} {event} {extra}".rstrip()
         else:

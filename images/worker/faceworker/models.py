@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dlib
 
+from faceworker import settings
 from faceworker.errors import WorkerError
 
 _FILES = {
@@ -26,7 +27,7 @@ _FILES = {
 @functools.cache
 def model_dir() -> Path:
     """Directory holding the .dat files (override with FACEFACTORY_DLIB_MODELS)."""
-    override = os.environ.get("FACEFACTORY_DLIB_MODELS")
+    override = settings.raw("FACEFACTORY_DLIB_MODELS")
     if override:
         return Path(override)
     spec = importlib.util.find_spec("face_recognition_models")
@@ -45,7 +46,7 @@ def model_path(key: str) -> Path:
 def cache_dir() -> Path:
     """Where derived model files are kept between processes (FACEFACTORY_CACHE_DIR, else the
     XDG cache); the engine works without it, only slower to start."""
-    override = os.environ.get("FACEFACTORY_CACHE_DIR", "").strip()
+    override = settings.text("FACEFACTORY_CACHE_DIR")
     if override:
         return Path(override)
     xdg = os.environ.get("XDG_CACHE_HOME", "").strip()

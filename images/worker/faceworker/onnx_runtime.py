@@ -15,6 +15,7 @@ from typing import Any
 
 import onnxruntime as ort
 
+from faceworker import settings
 from faceworker.errors import BadInput
 from faceworker.logs import get_logger
 
@@ -42,12 +43,12 @@ class RuntimeConfig:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> RuntimeConfig:
         env = dict(os.environ if env is None else env)
-        provider = env.get("FACEFACTORY_EXECUTION_PROVIDER", "auto").strip().lower() or "auto"
+        provider = settings.text("FACEFACTORY_EXECUTION_PROVIDER", env).lower()
         if provider not in PROVIDER_CHOICES:
             raise BadInput(f"FACEFACTORY_EXECUTION_PROVIDER={provider!r}: expected one of {', '.join(PROVIDER_CHOICES)}")
 
         def _int(name: str) -> int:
-            raw = env.get(name, "0").strip() or "0"
+            raw = settings.text(name, env)
             try:
                 value = int(raw)
             except ValueError:

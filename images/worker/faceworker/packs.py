@@ -8,12 +8,12 @@ Layout: `<model_dir>/<pack>/manifest.json` + the model files beside it. See docs
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from faceworker import settings
 from faceworker.errors import BadInput
 from faceworker.spec import sha256_file as _sha256_stream
 
@@ -27,10 +27,10 @@ Shape = list[int | str | None]
 
 def default_model_dir() -> Path:
     """FACEFACTORY_MODEL_DIR, else $FACEFACTORY_HOME/models (contracts.md)."""
-    env = os.environ.get("FACEFACTORY_MODEL_DIR")
+    env = settings.raw("FACEFACTORY_MODEL_DIR")
     if env:
         return Path(env)
-    home = os.environ.get("FACEFACTORY_HOME")
+    home = settings.raw("FACEFACTORY_HOME")
     if home:
         return Path(home) / "models"
     return Path(__file__).resolve().parents[3] / "var" / "models"

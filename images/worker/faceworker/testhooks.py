@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from faceworker import settings
+
 PAUSE_AT = "FACEFACTORY_TEST_PAUSE_AT"
 PAUSE_DIR = "FACEFACTORY_TEST_PAUSE_DIR"
 PAUSE_S = "FACEFACTORY_TEST_PAUSE_S"
@@ -20,18 +22,18 @@ PAUSE_S = "FACEFACTORY_TEST_PAUSE_S"
 
 def pause_at(point: str, key: object = None) -> None:
     """Pause here when the environment names `point` (or `point:key`)."""
-    wanted = os.environ.get(PAUSE_AT, "")
+    wanted = settings.raw(PAUSE_AT) or ""
     if not wanted:
         return
     names = {w.strip() for w in wanted.split(",")}
     if point not in names and (key is None or f"{point}:{key}" not in names):
         return
-    folder = Path(os.environ.get(PAUSE_DIR) or tempfile.gettempdir())
+    folder = Path(settings.raw(PAUSE_DIR) or tempfile.gettempdir())
     folder.mkdir(parents=True, exist_ok=True)
     marker = folder / f"{point}-{os.getpid()}"
     tmp = folder / f".{marker.name}.tmp"
     tmp.write_text(str(os.getpid()))
     os.replace(tmp, marker)
-    deadline = time.monotonic() + float(os.environ.get(PAUSE_S) or 120)
+    deadline = time.monotonic() + float(settings.text(PAUSE_S))
     while time.monotonic() < deadline:
         time.sleep(0.05)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
+from faceworker import settings
 from faceworker.errors import BadInput, TransientError
 
 # S3 lifecycle filters cannot wildcard the order id, so the rule that expires intermediates
@@ -276,7 +277,7 @@ def make_s3_client() -> Any:
     import boto3
     from botocore.config import Config
 
-    endpoint = os.environ.get("FACEFACTORY_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None
+    endpoint = settings.raw("FACEFACTORY_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None
     cfg = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=10, read_timeout=60)
     return boto3.client("s3", endpoint_url=endpoint, config=cfg)
 
@@ -448,9 +449,9 @@ class WorkArea:
     """The work root (FACEFACTORY_WORK_ROOT): `WorkArea(root).order(order_id)`."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
-        root = str(root) if root else os.environ.get("FACEFACTORY_WORK_ROOT", "")
+        root = str(root) if root else settings.raw("FACEFACTORY_WORK_ROOT") or ""
         if not root:
-            home = os.environ.get("FACEFACTORY_HOME")
+            home = settings.raw("FACEFACTORY_HOME")
             if not home:
                 raise BadInput("no work area: pass --work or set FACEFACTORY_WORK_ROOT")
             root = os.path.join(home, "work")
@@ -464,7 +465,7 @@ class WorkArea:
 @contextmanager
 def scratch(prefix: str = "faceworker-") -> Iterator[Path]:
     """A local temp dir for staged inputs and outputs; removed afterwards."""
-    base = os.environ.get("FACEFACTORY_SCRATCH") or None
+    base = settings.raw("FACEFACTORY_SCRATCH") or None
     with tempfile.TemporaryDirectory(prefix=prefix, dir=base) as d:
         yield Path(d)
 
