@@ -19,31 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facefactory.settings_table import SETTINGS, Setting
+from faceworker.settings import Registry, whole_number
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOC = REPO_ROOT / "docs" / "settings.md"
 TRUE_WORDS = ("1", "true", "yes", "on")
-_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
-
-
-def declared(name: str) -> Setting:
-    """The declaration of `name`; an undeclared name is a programming error, not a missing value."""
-    try:
-        return _BY_NAME[name]
-    except KeyError:
-        raise KeyError(f"{name} is not declared in facefactory/settings_table.py") from None
-
-
-def raw(name: str, environ: Mapping[str, str] | None = None) -> str | None:
-    """The variable as set (None when unset), for readers that treat unset and blank their own way."""
-    declared(name)
-    return (os.environ if environ is None else environ).get(name)
-
-
-def text(name: str, environ: Mapping[str, str] | None = None) -> str:
-    """The variable stripped, or its declared default when unset or blank."""
-    value = (raw(name, environ) or "").strip()
-    return value or declared(name).default
+_REGISTRY = Registry(SETTINGS, "facefactory/settings_table.py")
+declared = _REGISTRY.declared
+raw = _REGISTRY.raw
+text = _REGISTRY.text
 
 
 def flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
@@ -154,7 +138,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         log_format=text("FACEFACTORY_LOG_FORMAT", env),
         execution_provider=text("FACEFACTORY_EXECUTION_PROVIDER", env),
         s3_endpoint_url=raw("FACEFACTORY_S3_ENDPOINT_URL", env) or env.get("AWS_ENDPOINT_URL") or None,
-        swap_slots=_positive_int("FACEFACTORY_SWAP_SLOTS", text("FACEFACTORY_SWAP_SLOTS", env)),
+        swap_slots=whole_number("FACEFACTORY_SWAP_SLOTS", text("FACEFACTORY_SWAP_SLOTS", env), 1),
         publish_roots=publish_roots(raw("FACEFACTORY_PUBLISH_ROOTS", env) or "", home, publish_to),
     )
 
@@ -172,16 +156,6 @@ def publish_roots(raw: str, home: Path, publish_to: str) -> tuple[str, ...]:
     if own and own not in roots:
         roots.append(own)
     return tuple(roots)
-
-
-def _positive_int(name: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number of slots, got {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-    return value
 
 
 def airflow_home(environ: Mapping[str, str] | None = None) -> Path:

@@ -23,7 +23,7 @@ CONTRACT_MODULES: dict[str, frozenset[str] | None] = {
     "faceworker.workarea": ALL,
     "faceworker.spec": ALL,
     "faceworker.options": ALL,
-    "faceworker.settings": frozenset({"ENGINE_SETTINGS", "EngineSetting", "Kind"}),
+    "faceworker.settings": frozenset({"ENGINE_SETTINGS", "EngineSetting", "Kind", "Registry", "whole_number"}),
     "faceworker.lifeline": ALL,
     "faceworker.testhooks": frozenset({"pause_at", "PAUSE_AT"}),
     "faceworker.probe": frozenset({"probe", "Probe"}),

@@ -48,14 +48,10 @@ class RuntimeConfig:
             raise BadInput(f"FACEFACTORY_EXECUTION_PROVIDER={provider!r}: expected one of {', '.join(PROVIDER_CHOICES)}")
 
         def _int(name: str) -> int:
-            raw = settings.text(name, env)
             try:
-                value = int(raw)
-            except ValueError:
-                raise BadInput(f"{name}={raw!r} is not an integer") from None
-            if value < 0:
-                raise BadInput(f"{name}={raw!r} must be >= 0")
-            return value
+                return settings.whole_number(name, settings.text(name, env), 0)
+            except ValueError as exc:
+                raise BadInput(str(exc)) from None
 
         return cls(
             provider=provider,

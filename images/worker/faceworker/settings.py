@@ -10,9 +10,9 @@ read (the work root, the model dir, ...) are declared here and only extended the
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Generic, Literal, Protocol, TypeVar
 
 Kind = Literal["text", "int", "float", "bool", "path", "paths", "uri", "list"]
 
@@ -70,24 +70,57 @@ ENGINE_SETTINGS: tuple[EngineSetting, ...] = (
     EngineSetting("FACEFACTORY_TEST_PAUSE_S", "float", "120", "test hook: longest pause before going on"),
 )
 
-_BY_NAME: dict[str, EngineSetting] = {s.name: s for s in ENGINE_SETTINGS}
+class Declared(Protocol):
+    """What a registry needs of a declaration (EngineSetting here, facefactory's Setting there)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def default(self) -> str: ...
 
 
-def declared(name: str) -> EngineSetting:
-    """The declaration of `name`; an undeclared name is a programming error, not a missing value."""
+D = TypeVar("D", bound=Declared)
+
+
+class Registry(Generic[D]):
+    """Reads declared names only: a typo is a KeyError, not a silently ignored variable. The
+    engine's table and the Airflow side's (facefactory.settings) are both read through one."""
+
+    def __init__(self, table: Iterable[D], home: str) -> None:
+        self.by_name: dict[str, D] = {s.name: s for s in table}
+        self.home = home
+
+    def declared(self, name: str) -> D:
+        """The declaration of `name`; an undeclared name is a programming error, not a missing value."""
+        try:
+            return self.by_name[name]
+        except KeyError:
+            raise KeyError(f"{name} is not declared in {self.home}") from None
+
+    def raw(self, name: str, environ: Mapping[str, str] | None = None) -> str | None:
+        """The variable as set (None when unset), for readers that treat unset and blank their own way."""
+        self.declared(name)
+        return (os.environ if environ is None else environ).get(name)
+
+    def text(self, name: str, environ: Mapping[str, str] | None = None) -> str:
+        """The variable stripped, or its declared default when unset or blank."""
+        value = (self.raw(name, environ) or "").strip()
+        return value or self.declared(name).default
+
+
+def whole_number(name: str, raw: str, minimum: int) -> int:
+    """`raw` as an integer >= `minimum`; a ValueError naming the variable otherwise."""
     try:
-        return _BY_NAME[name]
-    except KeyError:
-        raise KeyError(f"{name} is not declared in faceworker/settings.py") from None
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ValueError(f"{name}={raw!r} must be at least {minimum}")
+    return value
 
 
-def raw(name: str, environ: Mapping[str, str] | None = None) -> str | None:
-    """The variable as set (None when unset), for readers that treat unset and blank their own way."""
-    declared(name)
-    return (os.environ if environ is None else environ).get(name)
-
-
-def text(name: str, environ: Mapping[str, str] | None = None) -> str:
-    """The variable stripped, or its declared default when unset or blank."""
-    value = (raw(name, environ) or "").strip()
-    return value or declared(name).default
+ENGINE = Registry(ENGINE_SETTINGS, "faceworker/settings.py")
+declared = ENGINE.declared
+raw = ENGINE.raw
+text = ENGINE.text
