@@ -210,7 +210,7 @@ def test_runtime_config_from_env():
     assert cfg.provider == "cuda" and cfg.intra_op_threads == 2
     with pytest.raises(BadInput, match="FACEFACTORY_EXECUTION_PROVIDER"):
         RuntimeConfig.from_env({"FACEFACTORY_EXECUTION_PROVIDER": "tpu"})
-    with pytest.raises(BadInput, match="not an integer"):
+    with pytest.raises(BadInput, match="not a whole number"):
         RuntimeConfig.from_env({"FACEFACTORY_ORT_INTRA_THREADS": "many"})
 
 
