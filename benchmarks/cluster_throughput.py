@@ -30,8 +30,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "images" / "worker")]
 
-from facefactory.airflow_env import AirflowEnv, free_port  # noqa: E402
-from facefactory.client import OrderClient, ServerConfig  # noqa: E402
+from facefactory.airflow_env import AirflowEnv, free_port  # noqa: E402 - after sys.path puts the repo's packages first
+from facefactory.client import OrderClient, ServerConfig  # noqa: E402 - after sys.path puts the repo's packages first
 
 PASSWORD = "bench-admin-pw"
 GATE = {"min_id_cosine": 0.0, "min_psnr_db": 10}  # throughput, not the gate, is measured

@@ -47,18 +47,18 @@ for _p in (REPO / "images" / "worker", Path(__file__).resolve().parent):  # the 
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import onnx_models  # noqa: E402
-import onnxruntime as ort  # noqa: E402
+import cv2  # noqa: E402 - after the sys.path loop above
+import numpy as np  # noqa: E402 - after the sys.path loop above
+import onnx_models  # noqa: E402 - after the sys.path loop above
+import onnxruntime as ort  # noqa: E402 - after the sys.path loop above
 
-from faceworker import packs as ff_packs  # noqa: E402
-from faceworker.align import align_crop  # noqa: E402
-from faceworker.enhancers import get_enhancer  # noqa: E402
-from faceworker.enhancers.gfpgan import _to_blob as gfpgan_blob  # noqa: E402
-from faceworker.onnx_runtime import CUDA, RuntimeConfig  # noqa: E402
-from faceworker.swappers import get_swapper  # noqa: E402
-from faceworker.types import Face, SourceFace  # noqa: E402
+from faceworker import packs as ff_packs  # noqa: E402 - after the sys.path loop above
+from faceworker.align import align_crop  # noqa: E402 - after the sys.path loop above
+from faceworker.enhancers import get_enhancer  # noqa: E402 - after the sys.path loop above
+from faceworker.enhancers.gfpgan import _to_blob as gfpgan_blob  # noqa: E402 - after the sys.path loop above
+from faceworker.onnx_runtime import CUDA, RuntimeConfig  # noqa: E402 - after the sys.path loop above
+from faceworker.swappers import get_swapper  # noqa: E402 - after the sys.path loop above
+from faceworker.types import Face, SourceFace  # noqa: E402 - after the sys.path loop above
 
 PROVIDER_ENV = "FACEFACTORY_EXECUTION_PROVIDER"
 FRAME_W, FRAME_H = 1280, 720

@@ -60,11 +60,11 @@ def run_stage(stage: str, media: Path, work: Path) -> dict[str, Any]:
     from facefactory.operators import media as m
 
     if stage in ("quality_gate", "final_gate"):
-        from facefactory.quality import gate  # noqa: F401
+        from facefactory.quality import gate  # noqa: F401 - imported only to time the import
     if stage == "report":
-        from facefactory.quality import report  # noqa: F401
+        from facefactory.quality import report  # noqa: F401 - imported only to time the import
     if stage == "swaps":
-        from faceworker import chunk_runner  # noqa: F401
+        from faceworker import chunk_runner  # noqa: F401 - imported only to time the import
     import_s = time.perf_counter() - t0
     counts = _count_workers()
     cfg = config.run_time(use_variables=False)

@@ -50,7 +50,7 @@ def record(inputs: Iterable[str | Path] = (), outputs: Iterable[str | Path] = ()
             uri = as_uri(item)
             try:
                 add(context=ObjectStoragePath(uri), uri=uri)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - lineage is best-effort: one unrecordable URI must not fail the task
                 log.warning("could not record %s lineage for %s", kind, uri, exc_info=True)
 
 
@@ -64,7 +64,7 @@ def reset(context: object = None) -> None:
         from airflow.sdk.lineage import get_hook_lineage_collector
 
         collector = get_hook_lineage_collector()
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - no collector means nothing to clear; lineage never fails a task
         return
     for name in ("_inputs", "_outputs", "_input_counts", "_output_counts", "_extra", "_extra_counts"):
         clear = getattr(getattr(collector, name, None), "clear", None)

@@ -48,7 +48,7 @@ def _base_path() -> str:
         from airflow.configuration import conf
 
         base = conf.get("api", "base_url", fallback="") or ""
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - without Airflow's config (tests, CLI) there is no sub-path
         base = ""
     return urlparse(base).path.rstrip("/")
 

@@ -33,8 +33,8 @@ def preload() -> None:
     2-core machine, more than the validation); a runner that forks task processes calls this once
     in the parent so every gate task inherits the loaded modules."""
     _quiet_gx()
-    import great_expectations  # noqa: F401
-    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration  # noqa: F401
+    import great_expectations  # noqa: F401 - imported only to load GX once, in the parent process
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration  # noqa: F401 - see above
 
 
 def load_suite_doc(path: str | Path = DEFAULT_SUITE) -> dict:

@@ -48,7 +48,7 @@ def presign(client: Any, uri: S3Uri, expires_s: int) -> str:
         url = client.generate_presigned_url(
             "get_object", Params={"Bucket": uri.bucket, "Key": uri.key}, ExpiresIn=int(expires_s)
         )
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - classify() turns any boto error into a typed S3Error, re-raised
         raise classify(exc, "PRESIGN", str(uri)) from exc
     log.info("presigned GET for %s valid %ds: %s", uri, expires_s, redact_url(url))
     return str(url)
@@ -65,7 +65,7 @@ def cdn_path(key: str, origin_path: str = "") -> str:
 def distribution_domain(client: Any, distribution_id: str) -> str:
     try:
         response = client.get_distribution(Id=distribution_id)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - classify() turns any boto error into a typed S3Error, re-raised
         raise classify(exc, "GET distribution", distribution_id) from exc
     return str(response["Distribution"]["DomainName"])
 
@@ -95,7 +95,7 @@ def invalidate(
             DistributionId=distribution_id,
             InvalidationBatch={"Paths": {"Quantity": len(paths), "Items": list(paths)}, "CallerReference": reference},
         )
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - classify() turns any boto error into a typed S3Error, re-raised
         raise classify(exc, "CREATE invalidation on", distribution_id) from exc
     inv_id = str(response["Invalidation"]["Id"])
     status = str(response["Invalidation"]["Status"])
@@ -116,7 +116,7 @@ def invalidation_status(client: Any, distribution_id: str, invalidation_id: str)
     """CloudFront's status of one invalidation ("InProgress", "Completed")."""
     try:
         response = client.get_invalidation(DistributionId=distribution_id, Id=invalidation_id)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - classify() turns any boto error into a typed S3Error, re-raised
         raise classify(exc, "GET invalidation", f"{distribution_id}/{invalidation_id}") from exc
     return str(response["Invalidation"]["Status"])
 

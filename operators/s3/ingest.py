@@ -76,7 +76,7 @@ def _bucket_or_key_missing(client: Any, target: S3Uri) -> Exception:
     """HEAD answers a bare 404 for both; ask the bucket to tell the two apart."""
     try:
         client.head_bucket(Bucket=target.bucket)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - returned as the classified S3 error, never swallowed
         bucket_error = classify(exc, "HEAD bucket", f"s3://{target.bucket}")
         if isinstance(bucket_error, S3NotFoundError):
             return S3NotFoundError(f"s3://{target.bucket}: bucket does not exist (reading {target})")
@@ -101,7 +101,7 @@ def sha256_object(client: Any, uri: str | S3Uri) -> tuple[str, int]:
         for block in iter(lambda: body.read(HASH_BLOCK), b""):
             digest.update(block)
             total += len(block)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - classify() turns any boto error into a typed S3Error, re-raised
         raise classify(exc, "GET", str(target)) from exc
     return digest.hexdigest(), total
 
@@ -132,7 +132,7 @@ def download(
                 handle.write(block)
                 digest.update(block)
                 size += len(block)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the partial file is removed, then the error re-raised, classified
         part.unlink(missing_ok=True)
         raise classify(exc, "GET", str(source)) from exc
     if size != info.size:
@@ -163,7 +163,7 @@ def copy_object(
             {"Bucket": source.bucket, "Key": source.key}, target.bucket, target.key,
             ExtraArgs=args, Config=transfer or TransferConfig(),
         )
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - classify() turns any boto error into a typed S3Error, re-raised
         raise classify(exc, "COPY", f"{source} -> {target}") from exc
     copied = head(client, target)
     if copied.size != info.size:

@@ -78,7 +78,7 @@ def _canonical(rule: dict[str, Any]) -> str:
 def current_rules(client: Any, bucket: str) -> list[dict[str, Any]]:
     try:
         return list(client.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", []))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - no lifecycle yet reads as no rules; the rest is re-raised, classified
         code = getattr(exc, "response", {}).get("Error", {}).get("Code")
         if code == "NoSuchLifecycleConfiguration":
             return []
@@ -95,7 +95,7 @@ def apply_lifecycle(client: Any, bucket: str, policy: LifecyclePolicy, *, dry_ru
         foreign = [r for r in existing if not str(r.get("ID", "")).startswith(RULE_PREFIX)]
         try:
             client.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": foreign + ours})
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - classify() turns any boto error into a typed S3Error, re-raised
             raise classify(exc, "PUT lifecycle of", f"s3://{bucket}") from exc
     return {
         "bucket": bucket,
@@ -125,6 +125,6 @@ def tag_intermediates(client: Any, bucket: str, prefix: str = "orders/", *, dry_
                     merged = [t for t in tags if t["Key"] != TAG_KEY] + [{"Key": TAG_KEY, "Value": TAG_VALUE}]
                     client.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": merged})
                 counts["tagged"] += 1
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - classify() turns any boto error into a typed S3Error, re-raised
         raise classify(exc, "TAG intermediates in", f"s3://{bucket}/{prefix}") from exc
     return counts

@@ -157,7 +157,7 @@ def verify_object(client: Any, uri: S3Uri, size: int, sha256_hex: str, *, single
     Returns how the checksum was verified."""
     try:
         response = client.head_object(Bucket=uri.bucket, Key=uri.key, ChecksumMode="ENABLED")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - classify() turns any boto error into a typed S3Error, re-raised
         raise classify(exc, "HEAD", str(uri)) from exc
     if int(response["ContentLength"]) != size:
         raise S3IntegrityError(f"{uri}: {response['ContentLength']} bytes on S3, {size} expected")
@@ -178,7 +178,7 @@ def verify_object(client: Any, uri: S3Uri, size: int, sha256_hex: str, *, single
 def _exists(client: Any, uri: S3Uri) -> dict[str, Any] | None:
     try:
         return client.head_object(Bucket=uri.bucket, Key=uri.key)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - a 404 means absent; any other error is re-raised, classified
         error = classify(exc, "HEAD", str(uri))
         if isinstance(error, S3NotFoundError):
             return None
@@ -234,7 +234,7 @@ def publish_video(
                 {"Bucket": temp.bucket, "Key": temp.key}, final.bucket, final.key,
                 ExtraArgs={**object_args, "MetadataDirective": "REPLACE"}, Config=options.transfer(),
             )
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - classify() turns any boto error into a typed S3Error, re-raised
             raise classify(exc, "COPY", f"{temp} -> {final}") from exc
         stage("copied")
         placed = head(client, final)
@@ -271,7 +271,7 @@ def _upload_temp(
             str(path), temp.bucket, temp.key, ExtraArgs={**args, "ChecksumAlgorithm": "SHA256"},
             Config=options.transfer(), Callback=_mid_upload_hook(size),
         )
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - classify() turns any boto error into a typed S3Error, re-raised
         raise classify(exc, "PUT", str(temp)) from exc
     stage("temp_uploaded")
     verified = verify_object(client, temp, size, digest, single_part=size < options.multipart_threshold)
@@ -323,5 +323,5 @@ def write_manifest(
             CacheControl=options.manifest_cache_control, Metadata={"order-id": order_id},
             **options.encryption_args(),
         )
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - classify() turns any boto error into a typed S3Error, re-raised
         raise classify(exc, "PUT", str(manifest)) from exc

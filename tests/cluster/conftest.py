@@ -18,10 +18,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))  # AirflowServer helpers
 
-from airflow_server import ORDER_DAG, PASSWORD, AirflowServer  # noqa: E402
-from cluster_checks import SIZE  # noqa: E402
+from airflow_server import ORDER_DAG, PASSWORD, AirflowServer
+from cluster_checks import SIZE
 
-from facefactory.cluster_stack import ClusterStack  # noqa: E402
+from facefactory.cluster_stack import ClusterStack
 
 TEST_ENV = {
     "FACEFACTORY_BULK_SCHEDULE": "none",

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins"))
 
-import facefactory_orders as fo  # noqa: E402
+import facefactory_orders as fo
 
 CONF = {"order_id": "g-1", "source": "file:///in/s.png", "target": "file:///in/t.mp4"}
 

@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from airflow_server import BULK_DAG, LENIENT, ORDER_DAG, AirflowServer, running_airflow, server_env  # noqa: E402
+from airflow_server import BULK_DAG, LENIENT, ORDER_DAG, AirflowServer, running_airflow, server_env
 
 SOURCES = ("t1_0", "t1_2", "astronaut")
 TARGET = "t1_3"

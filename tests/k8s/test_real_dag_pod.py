@@ -36,7 +36,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("task_id", ["swap", "reswap"])
-def test_mapped_task_is_capped_and_retried(dag, task_id: str) -> None:  # noqa: ANN001
+def test_mapped_task_is_capped_and_retried(dag, task_id: str) -> None:  # noqa: ANN001 - the dag fixture, an Airflow DAG
     task = dag.get_task(task_id)
     assert task.operator_class is FaceSwapPodOperator
     kwargs = task.partial_kwargs
@@ -47,7 +47,7 @@ def test_mapped_task_is_capped_and_retried(dag, task_id: str) -> None:  # noqa: 
 
 
 @pytest.mark.parametrize("chunk", [0, 5])
-def test_unmapped_swap_renders_the_production_pod(dag, chunk: int) -> None:  # noqa: ANN001
+def test_unmapped_swap_renders_the_production_pod(dag, chunk: int) -> None:  # noqa: ANN001 - the dag fixture, an Airflow DAG
     spec = {"chunk": chunk, "start": 96 * chunk, "end": 96 * chunk + 96}
     args = swap_arguments("s3://facefactory-work", ORDER["order_id"], spec, ORDER)
     op = dag.get_task("swap").unmap({"arguments": args})

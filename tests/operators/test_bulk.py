@@ -64,7 +64,7 @@ def test_missing_required_and_duplicate_ids() -> None:
 
 
 def test_plan_respects_cap_and_name_order() -> None:
-    mk = lambda name, n: bulk.check_manifest(  # noqa: E731
+    mk = lambda name, n: bulk.check_manifest(  # noqa: E731 - a local shorthand for this test's calls
         name, json.dumps([order(f"{name[0]}{i}") for i in range(n)]).encode(), max_orders=3)
     checks = [mk("c.json", 1), mk("a.json", 2), mk("b.json", 2), mk("z.json", 4)]
     plan = bulk.plan_scan(checks, max_runs=3)
@@ -103,7 +103,7 @@ def test_s3_inbox_files_manifests() -> None:
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="ff-inbox")
-        put = lambda k, b: s3.put_object(Bucket="ff-inbox", Key=k, Body=b)  # noqa: E731
+        put = lambda k, b: s3.put_object(Bucket="ff-inbox", Key=k, Body=b)  # noqa: E731 - a local shorthand for this test's calls
         put("drop/good.json", json.dumps(order("g1")))
         put("drop/good.csv", f"order_id,source,target\ng2,{SRC},{TGT}\n")
         put("drop/bad.json", json.dumps(order("b1", enhancer="magic")))

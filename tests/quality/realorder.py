@@ -45,10 +45,10 @@ class NoOpSwapper:
 
     name = "noop"
 
-    def prepare(self, source) -> None:  # noqa: ANN001
+    def prepare(self, source) -> None:  # noqa: ANN001 - test stub: the source face is ignored
         pass
 
-    def swap(self, frame_bgr: np.ndarray, target) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    def swap(self, frame_bgr: np.ndarray, target) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001 - a Face, for its bbox only
         mask = np.zeros(frame_bgr.shape[:2], np.uint8)
         x0, y0, x1, y1 = (int(v) for v in target.bbox)
         mask[max(0, y0):y1, max(0, x0):x1] = 255
@@ -67,7 +67,7 @@ def make_noop_order(root: Path, real: Path, order: str = "noop") -> Path:
     chunks = json.loads((od / "chunks" / "chunks.json").read_text())
     chunks = chunks["chunks"] if isinstance(chunks, dict) else chunks
 
-    def factory(**kw):  # noqa: ANN003
+    def factory(**kw):  # noqa: ANN003 - passes SwapSession's keyword arguments through
         return SwapSession(**{**kw, "swapper": NoOpSwapper()})
 
     for c in chunks:
@@ -85,12 +85,12 @@ class InjectingSession:
     - "lose_face": the swapped region is flattened to its mean colour (no face left to see).
     The tracker sees every frame as usual, so the rest of the chunk is a normal swap."""
 
-    def __init__(self, inner, damage: dict[int, str]) -> None:  # noqa: ANN001
+    def __init__(self, inner, damage: dict[int, str]) -> None:  # noqa: ANN001 - test wrapper: inner is the real SwapSession
         self.inner, self.damage = inner, damage
         self.analyzer = inner.analyzer
         self.accepts_frame_view = inner.accepts_frame_view
 
-    def process(self, frame, frame_index: int):  # noqa: ANN001, ANN201
+    def process(self, frame, frame_index: int):  # noqa: ANN001, ANN201 - same frame and result types as SwapSession.process
         from faceworker.frames import FrameView
 
         kind = self.damage.get(frame_index)
@@ -148,7 +148,7 @@ def make_damaged_order(root: Path, real: Path, order: str, damage: dict[int, str
     (c,) = [c for c in chunks if c["start"] <= min(damage) < c["end"]]
     assert max(damage) < c["end"], "damage one chunk"
 
-    def factory(**kw):  # noqa: ANN003, ANN202
+    def factory(**kw):  # noqa: ANN003, ANN202 - passes SwapSession's keyword arguments through
         return InjectingSession(SwapSession(**kw), damage)
 
     (od / "swapped" / f"{c['chunk']:05d}" / "done.json").unlink()

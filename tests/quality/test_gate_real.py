@@ -123,7 +123,7 @@ def test_damaged_chunk_is_healed_by_fallback_options(work):
     assert (od / "quality" / "quality_gate.json").exists() and (od / "quality" / "final_gate.json").exists()
 
 
-def _heal(root: Path, od: Path, res, frames: int):  # noqa: ANN001, ANN202
+def _heal(root: Path, od: Path, res, frames: int):  # noqa: ANN001, ANN202 - test helper: res and the result are gate.GateResult
     """What `reswap` + `final_gate` do: re-run the failing chunks with the plan's options."""
     for p in res.reswap_plan():
         _fw("swap-chunk", "--work", str(root), "--order", od.name, "--chunk", str(p["chunk"]), "--start",

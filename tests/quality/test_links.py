@@ -10,7 +10,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "plugins"))
 
-import facefactory_links as fl  # noqa: E402
+import facefactory_links as fl  # noqa: E402 - after the sys.path entry for plugins/
 
 
 def key(task: str, run_id: str = "order__o-17", dag_id: str = "face_swap_order") -> tuple:

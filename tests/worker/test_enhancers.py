@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import onnx_builders as ob  # noqa: E402
+import onnx_builders as ob
 
-from faceworker.align import ffhq_template, five_points  # noqa: E402
-from faceworker.enhancers import get_enhancer  # noqa: E402
-from faceworker.enhancers.gfpgan import OnnxGfpganEnhancer, import_gfpgan_arch  # noqa: E402
-from faceworker.errors import BadInput  # noqa: E402
-from faceworker.packs import sha256_file, write_manifest  # noqa: E402
-from faceworker.types import Enhancer  # noqa: E402
+from faceworker.align import ffhq_template, five_points
+from faceworker.enhancers import get_enhancer
+from faceworker.enhancers.gfpgan import OnnxGfpganEnhancer, import_gfpgan_arch
+from faceworker.errors import BadInput
+from faceworker.packs import sha256_file, write_manifest
+from faceworker.types import Enhancer
 
 OFFSET = (300, 20)
 

@@ -45,7 +45,7 @@ def test_pixel_bomb_is_refused_before_decoding(monkeypatch):
     data = bomb_header()
     assert image_size(data) == (20000, 20000)
 
-    def no_decode(*_a, **_k):  # noqa: ANN002, ANN003, ANN202
+    def no_decode(*_a, **_k):  # noqa: ANN002, ANN003, ANN202 - stand-in for cv2.imdecode that only raises
         raise AssertionError("the bomb reached the decoder")
 
     monkeypatch.setattr(cv2, "imdecode", no_decode)

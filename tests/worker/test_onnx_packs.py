@@ -15,9 +15,9 @@ import pytest
 from onnx import numpy_helper
 
 sys.path.insert(0, str(Path(__file__).parent))
-import onnx_builders as ob  # noqa: E402
+import onnx_builders as ob
 
-from faceworker.align import (  # noqa: E402
+from faceworker.align import (
     align_crop,
     arcface_template,
     ffhq_template,
@@ -26,14 +26,14 @@ from faceworker.align import (  # noqa: E402
     similarity_transform,
     transform_points,
 )
-from faceworker.errors import BadInput  # noqa: E402
-from faceworker.onnx_runtime import CPU, CUDA, RuntimeConfig, choose_providers, create_session  # noqa: E402
-from faceworker.packs import load_pack, sha256_file  # noqa: E402
+from faceworker.errors import BadInput
+from faceworker.onnx_runtime import CPU, CUDA, RuntimeConfig, choose_providers, create_session
+from faceworker.packs import load_pack, sha256_file
 from faceworker.packs import main as packs_main
-from faceworker.recognizers import load_pack_recognizer  # noqa: E402
-from faceworker.swappers import get_swapper  # noqa: E402
-from faceworker.swappers.inswapper import InswapperSwapper  # noqa: E402
-from faceworker.types import FaceSwapper, Recognizer, SourceFace  # noqa: E402
+from faceworker.recognizers import load_pack_recognizer
+from faceworker.swappers import get_swapper
+from faceworker.swappers.inswapper import InswapperSwapper
+from faceworker.types import FaceSwapper, Recognizer, SourceFace
 
 OFFSET = (300, 20)
 

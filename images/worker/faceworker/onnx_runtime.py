@@ -107,7 +107,7 @@ def create_session(
         fell_back = True
         try:
             session = factory(str(model_path), sess_options=opts, providers=[CPU])
-        except Exception as exc2:  # noqa: BLE001
+        except Exception as exc2:  # noqa: BLE001 - the CPU retry failed too: reported as BadInput with its cause
             raise BadInput(f"cannot load ONNX {role} model {model_path}: {exc2}") from exc2
     used = list(session.get_providers())
     if providers[0] == CUDA and not fell_back and (not used or used[0] != CUDA):
