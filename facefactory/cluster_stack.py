@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from facefactory import settings
 from facefactory.airflow_env import free_port
@@ -37,6 +37,18 @@ from facefactory.cluster_services import (
 LOCAL_S3_KEY = "facefactory-local"
 LOCAL_S3_SECRET = "facefactory-local-secret"
 LOCAL_S3_REGION = "us-east-1"
+
+
+class _PrivateService(Protocol):
+    """What the stack needs of a private PostgreSQL or Redis (facefactory.cluster_services)."""
+
+    @property
+    def url(self) -> str: ...
+
+    def start(self) -> None: ...
+
+
+_S = TypeVar("_S", bound=_PrivateService)
 
 
 @dataclass
@@ -130,22 +142,11 @@ class ClusterStack:
         node_env: dict[str, str] = {}
         if not (self.db_url and self.broker_url):
             ensure_packages(self.log)
-        if self.db_url:
-            check_postgres(self.db_url)
-        else:
-            pg = PrivatePostgres()
-            self._services.append(pg)
-            pg.start()
-            self.db_url = pg.url
-            self.log(f"facefactory: private PostgreSQL at {pg.url} (data in {pg.root})")
-        if self.broker_url:
-            check_redis(self.broker_url)
-        else:
-            redis = PrivateRedis()
-            self._services.append(redis)
-            redis.start()
-            self.broker_url = redis.url
-            self.log(f"facefactory: private Redis at {redis.url}")
+        self.db_url = self._given_or_private(
+            self.db_url, check_postgres, PrivatePostgres,
+            lambda pg: f"facefactory: private PostgreSQL at {pg.url} (data in {pg.root})")
+        self.broker_url = self._given_or_private(
+            self.broker_url, check_redis, PrivateRedis, lambda redis: f"facefactory: private Redis at {redis.url}")
         if not self.work_root:
             s3 = LocalS3(self.root)
             self._services.append(s3)
@@ -175,6 +176,19 @@ class ClusterStack:
             self.probe(spec)
             self.env.start_worker(spec)
         return self.env
+
+    def _given_or_private(self, url: str, check: Callable[[str], object], private: Callable[[], _S],
+                          started: Callable[[_S], str]) -> str:
+        """The given URL once its check passes, else a private service's: registered before it
+        starts, so stop() cleans up after a failed start too, and announced with `started`."""
+        if url:
+            check(url)
+            return url
+        service = private()
+        self._services.append(service)
+        service.start()
+        self.log(started(service))
+        return service.url
 
     def probe(self, spec: WorkerSpec) -> None:
         """Refuse to start a worker that cannot use the work area (message names node and URI)."""
