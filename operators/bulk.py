@@ -118,7 +118,7 @@ def parse_manifest(name: str, data: bytes) -> list[dict[str, Any]]:
 def order_errors(order: dict[str, Any]) -> list[dict[str, str]]:
     """Problems of one order as ``[{"field", "message"}]`` (empty = valid), worded by
     facefactory.operators.order_check like every other way in."""
-    return [{"field": p.field, "message": p.message} for p in order_problems(order)]
+    return [p._asdict() for p in order_problems(order)]
 
 
 @dataclass

@@ -12,9 +12,8 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 from facefactory.operators import uris
 from facefactory.operators.order_schema import (
@@ -35,9 +34,9 @@ ORDER_ID_RULE = (f"use 1 to {ORDER_ID_MAX} letters, digits, '.', '_' or '-', sta
 URI_RULE = "use file:///absolute/path, /absolute/path or s3://bucket/key"
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One reason to refuse an order: the field it is about and what is wrong with it."""
+class Problem(NamedTuple):
+    """One reason to refuse an order: the field it is about and what is wrong with it. A plain
+    pair (immutable, compared by value); `_asdict()` is the JSON the API and bulk reports carry."""
 
     field: str
     message: str

@@ -88,7 +88,7 @@ def decide(body: Any, find_run: Callable[[str], str | None]) -> Verdict:
 
 def _bad(detail: str, problems: list[Problem]) -> Verdict:
     return Verdict(400, {"detail": detail,
-                         "problems": [{"field": p.field, "message": p.message} for p in problems]})
+                         "problems": [p._asdict() for p in problems]})
 
 
 def existing_run_state(run_id: str) -> str | None:
