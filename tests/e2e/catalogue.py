@@ -1,8 +1,9 @@
 """The hostile-input catalogue (issue 15): what each bad (or merely unusual) order must do.
 
-One `Case` per input: the order's changes to a valid tiny order, and the expected outcome — the
-task that fails (or `REFUSED` when the order is refused before a run exists, or `PUBLISHED`), a
-fragment of the message the customer sees, and whether anything is published. The cases run as
+One `Case` per input, declared in catalogue.toml next to this file (a table of data, not code):
+the order's changes to a valid tiny order, and the expected outcome — the task that fails (or
+`REFUSED` when the order is refused before a run exists, or `PUBLISHED`), a fragment of the
+message the customer sees, and whether anything is published. The cases run as
 orders of ONE embedded Airflow (the e2e session's) in tests/e2e/test_hostile_catalogue.py, which also writes
 docs/reliability.md's table from what it observed (FACEFACTORY_UPDATE_DOCS=1); the table is checked
 against these specs by a fast test, so it cannot silently go stale.
@@ -18,6 +19,7 @@ import re
 import shutil
 import struct
 import subprocess
+import tomllib
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,7 @@ from typing import Any
 REFUSED = "(refused before a run)"
 PUBLISHED = "(none: published)"
 DOC = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
+SPECS = Path(__file__).with_name("catalogue.toml")  # the cases, as data
 TABLE_START, TABLE_END = "<!-- catalogue:start -->", "<!-- catalogue:end -->"
 
 
@@ -50,86 +53,20 @@ class Case:
         return self.task != REFUSED
 
 
-I = "file://{inputs}/"  # noqa: E741 - the inputs root as a URI prefix, filled in per server
+#: the markers catalogue.toml writes for the two outcomes that are not a failing task
+_TASKS = {"REFUSED": REFUSED, "PUBLISHED": PUBLISHED}
 
-CASES: list[Case] = [
-    # targets that are not (whole) videos: refused by ingest's probe, never retried
-    Case("target-zero-byte", "target of 0 bytes", "ingest", "is empty (0 bytes)",
-         {"target": I + "cat/empty.mp4"}),
-    Case("target-truncated", "truncated MP4 (moov first, half the file)", "ingest",
-         "the target is truncated: its header declares 25 frames", {"target": I + "cat/truncated.mp4"}),
-    Case("target-random-bytes", "random bytes named .mp4", "ingest", "not a readable video",
-         {"target": I + "cat/random.mp4"}),
-    Case("target-image-renamed", "PNG photo renamed .mp4", "ingest", "not a video",
-         {"target": I + "cat/photo.mp4"}),
-    Case("target-text-renamed", "text file renamed .mp4", "ingest", "not a readable video",
-         {"target": I + "cat/text.mp4"}),
-    Case("target-audio-only", "audio-only MP4", "ingest", "not a video (no video stream)",
-         {"target": I + "cat/audio_only.mp4"}),
-    Case("target-not-video-suffix", "target with a .txt name", "ingest", "expected a video",
-         {"target": I + "cat/notes.txt"}),
-    Case("target-missing", "target that does not exist", "ingest", "no such file",
-         {"target": I + "cat/missing.mp4"}),
-    Case("target-8k", "8K target (7680x4320 header, one frame)", "ingest",
-         "the target is 7680x4320; the limit is 3840x2160", {"target": I + "cat/8k.mp4"}),
-    Case("target-2h", "2-hour target (64x64, one frame per 5 s)", "ingest",
-         "long; the limit is 600s", {"target": I + "cat/2h.mp4"}),
-    Case("target-no-face", "target without a face in any frame", "quality_gate",
-         "no face found in any frame of the target", {"target": I + "cat/noface.mp4"}),
-    # source photos
-    Case("source-zero-byte", "source photo of 0 bytes", "ingest", "is empty (0 bytes)",
-         {"source": I + "cat/empty.png"}),
-    Case("source-no-face", "source photo without a face", "ingest", "no face found in the source photo",
-         {"source": I + "cat/noface.png"}),
-    Case("source-several-faces", "source photo with six faces", "ingest", "faces found in the source photo",
-         {"source": I + "cat/group.jpg"}),
-    Case("source-not-image", "text file renamed .png", "ingest", "is not a readable image",
-         {"source": I + "cat/text.png"}),
-    Case("source-16x16", "16x16 source photo", "ingest", "no face found in the source photo",
-         {"source": I + "cat/tiny.png"}),
-    Case("source-png-bomb", "PNG decompression bomb (20000x20000, 0.4 MB)", "ingest",
-         "20000x20000 pixels (400 MP); the limit is 50 MP", {"source": I + "cat/bomb.png"}),
-    # unusual but valid targets: must publish, at the input's displayed size
-    # (two properties per order where they are independent: each full order costs ~60 CPU-s of
-    # Airflow task start-ups on the embedded default, and the catalogue has a CI budget)
-    Case("odd-size-10bit-444", "odd-sized (319x179) 10-bit 4:4:4 target", PUBLISHED, "",
-         {"target": I + "cat/odd_10bit444.mp4"}, checks=("size", "identity")),
-    Case("vfr-two-audio", "variable frame rate target with two audio streams", PUBLISHED, "",
-         {"target": I + "cat/vfr_two_audio.mp4"}, checks=("identity", "audio2")),
-    Case("rotated", "target with a 90° display-matrix rotation", PUBLISHED, "",
-         {"target": I + "cat/rotated.mp4"}, checks=("size", "identity")),
-    # ways out of the input roots and bad fields: refused before a run exists (HTTP 400)
-    Case("traversal", "`..` out of the input root", REFUSED, "'..' is not allowed in a path",
-         {"target": I + "cat/../../../../etc/hostname.mp4"}),
-    # (existence and symlinks are only known where the files are read: refused by ingest)
-    Case("etc", "file:///etc/passwd.png", "ingest", "outside the allowed input roots",
-         {"source": "file:///etc/passwd.png"}),
-    Case("symlink-escape", "symlink in the input root pointing outside it", "ingest",
-         "outside the allowed input roots", {"target": I + "cat/escape.mp4"}),
-    Case("http-loopback", "http://127.0.0.1/ URI", REFUSED, "source: ", {"source": "http://127.0.0.1/face.png"}),
-    Case("http-link-local", "http://169.254.169.254/ URI (cloud metadata)", REFUSED, "target: ",
-         {"target": "http://169.254.169.254/latest/clip.mp4"}),
-    Case("bad-bucket", "s3:// URI with capitals and `_!` in the bucket", REFUSED, "s3://bucket/key; got",
-         {"target": "s3://Bad_Bucket!/clip.mp4"}),
-    Case("bad-bucket-dots", "s3:// URI with `..` in the bucket name", REFUSED, "invalid S3 bucket name",
-         {"target": "s3://bucket..name/clip.mp4"}),
-    Case("bad-order-id", "order id with a slash and spaces", REFUSED, "order_id: ",
-         {"order_id": "../evil id"}),
-    Case("wrong-type", "chunk_frames=\"abc\"", REFUSED, "chunk_frames: must be a whole number",
-         {"chunk_frames": "abc"}),
-    Case("nan", "min_id_cosine=NaN", REFUSED, "not a finite number", {"min_id_cosine": float("nan")}),
-    Case("unknown-field", "unknown field chunk_frame", REFUSED, "chunk_frame", {"chunk_frame": 64}),
-    # the same order twice: 409 with the existing run (checked after the first one finished)
-    Case("same-order-twice", "the same order posted twice", "(409: the first run)", "exists already", {}),
-    # where an order may publish, and what an order id is bound to
-    Case("publish-outside-roots", "publish_to outside the publish roots", REFUSED, "publish_to",
-         {"publish_to": "file://{outside}/"}),
-    # (a file where a folder must be: permanent even for root, who may write into read-only folders)
-    Case("publish-permanent-error", "publish_to a path through a file (a permanent error)", "publish",
-         "a part of the path is a file, not a directory", {"publish_to": "file://{published}/a-file/sub/"}),
-    Case("rerun-other-inputs", "failed order id re-run with another target", "ingest",
-         "was already started with other inputs", {}),
-]
+
+def load_cases(path: Path = SPECS) -> list[Case]:
+    """The cases of the data file, in its order. An unknown key fails here (Case() refuses it)
+    rather than being ignored, so a typo cannot quietly drop a check."""
+    with path.open("rb") as f:
+        rows = tomllib.load(f)["case"]
+    return [Case(**{**row, "task": _TASKS.get(row["task"], row["task"]), "checks": tuple(row.get("checks", ()))})
+            for row in rows]
+
+
+CASES: list[Case] = load_cases()
 BY_ID = {c.id: c for c in CASES}
 
 
