@@ -1,9 +1,10 @@
 """The one settings module: every FACEFACTORY_* name, read through a small typed API.
 
-Each name is declared once (`facefactory/settings_table.py`, which includes the engine's own
-table, `faceworker/settings.py`) with its type, default, meaning, readers and whether an Airflow
-Variable may override it; docs/settings.md is generated from it (`python -m facefactory.settings
---write-docs`, a test fails when they differ). The CLI, operators, quality, DAGs and plugins read
+Each name is declared once (the rows of `facefactory/settings_table.toml`, which
+`facefactory/settings_table.py` joins with the engine's own table, `faceworker/settings.py`) with
+its type, default, meaning, readers and whether an Airflow Variable may override it;
+docs/settings.md is generated from it (`python -m facefactory.settings --write-docs`, a test
+fails when they differ). The CLI, operators, quality, DAGs and plugins read
 settings here, never `os.environ`, so a typo is a KeyError and not a silently ignored variable.
 
 A leaf: it imports nothing from the CLI (facefactory.cli, facefactory.commands) or the
@@ -24,7 +25,7 @@ from faceworker.settings import Registry, whole_number
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOC = REPO_ROOT / "docs" / "settings.md"
 TRUE_WORDS = ("1", "true", "yes", "on")
-_REGISTRY = Registry(SETTINGS, "facefactory/settings_table.py")
+_REGISTRY = Registry(SETTINGS, "facefactory/settings_table.toml")
 declared = _REGISTRY.declared
 raw = _REGISTRY.raw
 text = _REGISTRY.text
@@ -193,7 +194,7 @@ def write_airflow_cfg(airflow_home_dir: Path, facefactory_home: Path) -> Path:
 
 
 def markdown() -> str:
-    """docs/settings.md: one row per name (generated; edit settings_table.py, not the page)."""
+    """docs/settings.md: one row per name (generated; edit settings_table.toml, not the page)."""
     lines = [
         "# Settings",
         "",

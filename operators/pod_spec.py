@@ -30,7 +30,7 @@ XCOM_FILE = "/airflow/xcom/return.json"
 GPU_TAINT_KEY = "nvidia.com/gpu"
 
 # name (env) -> (default, meaning), for docs/kubernetes.md and `k8s render-pod --set`: views of the
-# pod groups of the one settings table (facefactory/settings_table.py), where they are declared.
+# pod groups of the one settings table (facefactory/settings_table.toml), where they are declared.
 SETTINGS: dict[str, tuple[str, str]] = {s.name: (s.default, s.meaning) for s in settings.in_group("pod")}
 
 # Read from the environment at parse time only (the scheduler needs them before execute()).

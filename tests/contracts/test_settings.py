@@ -1,8 +1,8 @@
 """One settings module (issue 17): every FACEFACTORY_* name is declared once, read through the
 registry, and documented by a generated table.
 
-- every FACEFACTORY_* name the code mentions is declared (facefactory/settings_table.py, which
-  includes the engine's faceworker/settings.py);
+- every FACEFACTORY_* name the code mentions is declared (facefactory/settings_table.toml, which
+  facefactory/settings_table.py loads and joins with the engine's faceworker/settings.py);
 - nothing reads one from the environment directly except the two settings modules (building a
   child process's environment is not a read: `env[NAME] = v`, `{NAME: v}`, and saving/restoring
   keys computed at run time, as operators/s3/workarea.worker_environment does, name no setting);
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from facefactory import settings
+from facefactory import settings, settings_table
 from facefactory.settings_table import AIRFLOW_SETTINGS, SETTINGS
 from faceworker import settings as engine_settings
 
@@ -100,7 +100,7 @@ def test_every_name_in_the_code_is_declared() -> None:
                 known = any(n.startswith(name) for n in names) if name.endswith("_") else name in names
                 if not known:
                     undeclared.append(f"{path.relative_to(REPO)}:{lineno}: {name}")
-    assert not undeclared, "declare these in facefactory/settings_table.py (or faceworker/settings.py):\n" + \
+    assert not undeclared, "declare these in facefactory/settings_table.toml (or faceworker/settings.py):\n" + \
         "\n".join(undeclared)
 
 
@@ -147,6 +147,18 @@ def test_each_name_is_declared_once_and_engine_names_keep_the_engine_default() -
         assert "engine" in s.read_by
     assert not [s.name for s in AIRFLOW_SETTINGS if "engine" in s.read_by
                 and s.name not in {e.name for e in engine_settings.ENGINE_SETTINGS}]
+
+
+def test_a_table_row_with_a_typo_or_a_redeclared_engine_field_is_refused() -> None:
+    """The rows are data (settings_table.toml): what a typo breaks must fail at import, not pass."""
+    row = {"name": "FACEFACTORY_X", "kind": "text", "default": "", "meaning": "m", "read_by": ["airflow"]}
+    assert settings_table.from_row(row).read_by == ("airflow",)
+    with pytest.raises(ValueError, match="unknown reader 'airflwo', kind 'integer'"):
+        settings_table.from_row({**row, "kind": "integer", "read_by": ["airflwo"]})
+    with pytest.raises(TypeError, match="varaible"):
+        settings_table.from_row({**row, "varaible": True})
+    with pytest.raises(ValueError, match="FACEFACTORY_HOME is the engine's: default stay"):
+        settings_table.from_row({"name": "FACEFACTORY_HOME", "from_engine": True, "default": "/x", "read_by": ["engine"]})
 
 
 def test_run_time_variables_are_declared_overridable() -> None:
