@@ -198,7 +198,7 @@ def markdown() -> str:
     lines = [
         "# Settings",
         "",
-        "Every `FACEFACTORY_*` environment variable, generated from `facefactory/settings_table.py` and the",
+        "Every `FACEFACTORY_*` environment variable, generated from `facefactory/settings_table.toml` and the",
         "engine's `faceworker/settings.py` by `python -m facefactory.settings --write-docs` (`make docs`);",
         "`tests/contracts/test_settings.py` fails when this page and the table differ.",
         "",
