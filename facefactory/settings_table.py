@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
-from importlib.resources import files
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 from faceworker.settings import ENGINE_SETTINGS, EngineSetting, Kind
@@ -80,7 +80,10 @@ def from_row(row: dict[str, Any]) -> Setting:
 
 def load(table: str = TABLE) -> tuple[Setting, ...]:
     """The Airflow side's settings, in the data file's order (the docs table's order)."""
-    rows = tomllib.loads(files("facefactory").joinpath(table).read_text(encoding="utf-8"))["setting"]
+    # next to this module in a checkout and in an installed wheel (package data); not
+    # importlib.resources: in a checkout the package's search path also holds the repo root
+    # (facefactory/__init__.py), and a same-named folder there (tests/facefactory) could answer
+    rows = tomllib.loads((Path(__file__).with_name(table)).read_text(encoding="utf-8"))["setting"]
     return tuple(from_row(row) for row in rows)
 
 
