@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 
 import pytest
+from repo_files import REPO, python_files
 
-REPO = Path(__file__).resolve().parents[2]
 AIRFLOW_SIDE = ("dags", "operators", "quality", "plugins", "facefactory")
 ALL = None  # every name of the module may be used
 
@@ -80,7 +80,7 @@ def violations(rel: str, source: str) -> list[str]:
 
 
 def airflow_side_files() -> list[Path]:
-    return sorted(p for top in AIRFLOW_SIDE for p in (REPO / top).rglob("*.py") if "__pycache__" not in p.parts)
+    return python_files(*AIRFLOW_SIDE)
 
 
 def test_airflow_side_imports_only_engine_contract_modules() -> None:

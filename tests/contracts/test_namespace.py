@@ -12,14 +12,13 @@ from __future__ import annotations
 import ast
 import importlib
 import re
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+from repo_files import REPO, python_files
 
-REPO = Path(__file__).resolve().parents[2]
 MAPPED = {"operators": "facefactory.operators", "quality": "facefactory.quality"}
 #: a module path given as a string: mock.patch targets, logger names, `python -m`, "module:callable"
 DOTTED = re.compile(r"""(?<![\w.])["'](?:-m\s+)?(operators|quality)\.[A-Za-z_]""")
@@ -37,15 +36,13 @@ def top_level_imports(source: str) -> list[tuple[int, str]]:
     return found
 
 
-def python_files() -> list[Path]:
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "*.py"],
-                            cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+def scanned_files() -> list[Path]:
     here = Path(__file__).resolve()  # its examples below are the names it refuses
-    return [REPO / p for p in listed if (REPO / p).is_file() and (REPO / p).resolve() != here]
+    return [p for p in python_files() if p.resolve() != here]
 
 
 def test_nothing_imports_operators_or_quality_as_top_level_packages() -> None:
-    files = python_files()
+    files = scanned_files()
     assert len(files) > 100, "the scan found too few files to mean anything"
     bad = []
     for path in files:

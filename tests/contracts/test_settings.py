@@ -16,12 +16,12 @@ import re
 from pathlib import Path
 
 import pytest
+from repo_files import REPO, python_files
 
 from facefactory import settings, settings_table
 from facefactory.settings_table import AIRFLOW_SETTINGS, SETTINGS
 from faceworker import settings as engine_settings
 
-REPO = Path(__file__).resolve().parents[2]
 CODE = ("dags", "operators", "quality", "plugins", "facefactory", "images/worker/faceworker")
 SETTINGS_MODULES = {"facefactory/settings.py", "facefactory/settings_table.py", "images/worker/faceworker/settings.py"}
 NAME = re.compile(r"FACEFACTORY_[A-Z0-9_]+")
@@ -30,7 +30,7 @@ READ_CALLS = {"get", "getenv", "setdefault", "pop"}
 
 
 def code_files() -> list[Path]:
-    return sorted(p for top in CODE for p in (REPO / top).rglob("*.py") if "__pycache__" not in p.parts)
+    return python_files(*CODE)
 
 
 def constants(tree: ast.AST) -> dict[str, str]:

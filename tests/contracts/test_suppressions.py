@@ -13,11 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from repo_files import REPO, python_files
 
-REPO = Path(__file__).resolve().parents[2]
 FOLDERS = ("dags", "operators", "quality", "facefactory", "plugins", "images/worker/faceworker", "tests",
            "benchmarks", "scripts")
-SKIP_PARTS = {".venv", "venv", "build", "__pycache__", "node_modules", ".git"}
 
 #: a noqa marker, bare or with codes ("E402", "E731,F401"); `rest` is what follows the codes
 NOQA = re.compile(r"#\s*noqa\b(?::\s*[A-Za-z]+[0-9]+(?:\s*,\s*[A-Za-z]+[0-9]+)*)?(?P<rest>.*)", re.IGNORECASE)
@@ -39,11 +38,6 @@ def unexplained(comment: str) -> list[str]:
     return missing
 
 
-def python_files() -> Iterator[Path]:
-    for folder in FOLDERS:
-        for path in sorted((REPO / folder).rglob("*.py")):
-            if not SKIP_PARTS.intersection(path.relative_to(REPO).parts):
-                yield path
 
 
 def comments(path: Path) -> Iterator[tuple[int, str]]:
@@ -82,7 +76,7 @@ def test_the_check_reads_comments_not_strings(tmp_path: Path) -> None:
 def test_every_suppression_carries_a_reason() -> None:
     offenders = []
     scanned = 0
-    for path in python_files():
+    for path in python_files(*FOLDERS):
         scanned += 1
         try:
             found = list(comments(path))
