@@ -113,7 +113,6 @@ class Settings:
         return self.home / "lineage" / "openlineage.jsonl"
 
 
-
 def load(environ: Mapping[str, str] | None = None) -> Settings:
     """Read the FACEFACTORY_* variables now (not at import time: tests change them)."""
     env = os.environ if environ is None else environ
