@@ -28,7 +28,7 @@ from faceworker.logs import Logger, Progress, get_logger
 from faceworker.masks import RegionMask
 from faceworker.spec import ChunkSpec, done_matches, done_record, sha256_bytes, spec_hash
 from faceworker.testhooks import pause_at
-from faceworker.thumbs import Tap, write_thumbnails
+from faceworker.thumbs import Tap, fixed_picks, order_frames, write_thumbnails
 from faceworker.workarea import OrderArea, WorkArea, open_store, scratch
 
 SessionFactory = Callable[..., Any]
@@ -418,9 +418,9 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
             frame = next(frames)
             if kept is not None:
                 kept.append(frame.copy())
+            view = FrameView(i420=frame, width=mp.width, height=mp.height) if i420 else frame
             t1 = time.perf_counter()
-            out, info = session.process(FrameView(i420=frame, width=mp.width, height=mp.height) if i420 else frame,
-                                        spec.start + i)
+            out, info = session.process(view, spec.start + i)
             t2 = time.perf_counter()
             written = out.i420 if isinstance(out, FrameView) else out
             assert written is not None  # the view was built from an I420 buffer
@@ -455,7 +455,8 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     analyzer = getattr(session, "analyzer", None)
     rows: list[dict[str, Any]] = []
     embs = np.full((spec.frames, source_emb.shape[0]), np.nan, np.float32)
-    tap = Tap((mp.width, mp.height))  # QA thumbnails from the frames this pass decodes anyway
+    # QA thumbnails of the frames the report may show, from the frames this pass decodes anyway
+    tap = Tap((mp.width, mp.height), fixed_picks(spec.start, spec.end, order_frames(area, spec.end)))
     mprog = Progress(log, spec.frames, event="metrics_progress")
 
     def finish(i: int, row: dict[str, Any]) -> None:
@@ -472,11 +473,10 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     # I420 (no conversions) unless the size is odd or a caller-supplied `measure` (BGR frames) is given.
     i420 = measure is None and mp.width % 2 == 0 and mp.height % 2 == 0
     fmt = "yuv420p" if i420 else "bgr24"
-    originals = tap.wrap(_original_frames(mezz, offset, spec.frames, (mp.width, mp.height), fmt,
-                                          kept if i420 else None), 0)
+    originals = _original_frames(mezz, offset, spec.frames, (mp.width, mp.height), fmt, kept if i420 else None)
     kept = None
-    outputs = tap.wrap(frameio.prefetch(frameio.read_frames(seg_local, 0, spec.frames, size=(mp.width, mp.height),
-                                                        pix_fmt=fmt)), 1)
+    outputs = frameio.prefetch(frameio.read_frames(seg_local, 0, spec.frames, size=(mp.width, mp.height),
+                                                   pix_fmt=fmt))
     embedder = None
     try:
         if measure is None:
@@ -487,10 +487,12 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
             assert analyzer is not None, "the swap session carries the analyzer the QA pass reuses"
             measurer = ChunkMeasurer([infos.peek(i) for i in range(spec.frames)], mp.width, mp.height,
                                      source_emb, analyzer, embedder, seed=spec.start, i420=i420)
-            measure_chunk(zip(originals, outputs), infos, spec.frames, measurer, finish)
+            measure_chunk(zip(originals, outputs), infos, spec.frames, measurer, finish, tap.offer)
         else:
             for i, (orig, outf) in enumerate(zip(originals, outputs)):
-                finish(i, dict(measure(orig, outf, infos.get(i), source_emb, analyzer)))
+                row = dict(measure(orig, outf, infos.get(i), source_emb, analyzer))
+                tap.offer(i, orig, outf, row)
+                finish(i, row)
                 infos.release(i)
     finally:
         originals.close()

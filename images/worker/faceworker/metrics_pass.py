@@ -118,16 +118,21 @@ class ChunkMeasurer:
 
 
 def measure_chunk(pairs: Iterable[tuple[np.ndarray, np.ndarray]], infos: Any, frames: int,
-                  measurer: ChunkMeasurer, finish: Callable[[int, dict[str, Any]], None]) -> None:
+                  measurer: ChunkMeasurer, finish: Callable[[int, dict[str, Any]], None],
+                  seen: Callable[[int, np.ndarray, np.ndarray, dict[str, Any]], None] | None = None) -> None:
     """Run `measurer` over the chunk's (original, output) I420 pairs; `finish(i, row)` gets every
     row in order. `infos` has .get(i)/.release(i) (the runner's mask store); a small window of rows
-    waits for embeddings computing in worker processes."""
+    waits for embeddings computing in worker processes. `seen(i, original, output, row)` is called
+    while frame i's pair is still at hand (its row without the embedding's results)."""
     window: deque[tuple[int, PendingRow]] = deque()
     depth = 2 * getattr(measurer.embedder, "workers", 0) + 2
     for i, (orig, out) in enumerate(pairs):
         if i >= frames:
             break
-        window.append((i, measurer.start(i, orig, out, infos.get(i))))
+        pending = measurer.start(i, orig, out, infos.get(i))
+        if seen is not None:
+            seen(i, orig, out, pending.row)
+        window.append((i, pending))
         infos.release(i)
         while len(window) > depth:
             j, pending = window.popleft()

@@ -11,9 +11,10 @@ the chunk's worst frames by its own identity cosine and PSNR (candidates for the
 """
 from __future__ import annotations
 
+import heapq
 import json
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import cv2
@@ -44,6 +45,18 @@ def pick(rows: list[dict[str, Any]], start: int, end: int, total: int) -> dict[i
     return dict(sorted(picks.items()))
 
 
+def order_frames(area: OrderArea, end: int) -> int:
+    """The order's frame count (the spread rows are spread over it), from the chunk plan."""
+    chunks = area.read_json("chunks/chunks.json") if area.exists("chunks/chunks.json") else []
+    return max([int(c["end"]) for c in chunks] or [end])
+
+
+def fixed_picks(start: int, end: int, total: int) -> set[int]:
+    """Chunk-relative indexes of the frames pick() takes whatever the metrics say: the first and
+    the order's spread frames that fall in [start, end)."""
+    return {0} | {f - start for f in pick_frames(total, SPREAD) if start <= f < end}
+
+
 def tile_size(width: int, height: int, tile_width: int = TILE_WIDTH) -> tuple[int, int]:
     """An even tile near `tile_width` wide; an integer fraction of the frame when one is close
     (1280x720 -> 320x180), because cv2's area resize is ~4x cheaper for integer factors."""
@@ -54,15 +67,23 @@ def tile_size(width: int, height: int, tile_width: int = TILE_WIDTH) -> tuple[in
 
 
 class Tap:
-    """Keeps a small JPEG tile of every frame the chunk's metrics pass decodes anyway (original and
-    swapped), so the thumbnails cost no decode of their own: a re-decode of the original piece (its
-    key-frame lead-in included) measured ~0.9 CPU-s a 96-frame 720p chunk, the tiles ~0.8 CPU-ms a frame
-    (0.16 CPU-s for such a chunk, ~1 % of its swap task)."""
+    """Keeps a small JPEG tile of the frames the chunk's metrics pass decodes anyway (original and
+    swapped) that the report may show, so the thumbnails cost no decode of their own (a re-decode of
+    the original piece measured ~0.9 CPU-s a 96-frame 720p chunk).
 
-    def __init__(self, size: tuple[int, int]) -> None:
+    Only candidates get a tile, decided as each frame is measured: the chunk's first frame, the
+    order's spread frames in the chunk (`wanted`, chunk-relative), every frame with an identity
+    measurement (the "worst identity" rows come from those) and every frame whose PSNR is among the
+    WORST lowest so far (a frame among the chunk's final WORST lowest was among them when it
+    arrived). Tiling every frame cost ~2.5 CPU-ms a 720p frame (two shrinks, two JPEGs), ~5 % of
+    the whole swap task; now about 20-30 frames of a 375-frame chunk get one."""
+
+    def __init__(self, size: tuple[int, int], wanted: Iterable[int] = (0,)) -> None:
         self.size = size
         self.tile = tile_size(*size)
         self.tiles: tuple[dict[int, bytes], dict[int, bytes]] = ({}, {})
+        self.wanted = set(wanted)
+        self._worst_psnr: list[float] = []  # the WORST lowest PSNRs so far, negated (a max-heap)
 
     def _small(self, frame: np.ndarray) -> np.ndarray:
         w, h = self.size
@@ -85,20 +106,27 @@ class Tap:
                                 cv2.resize(v, (tw // 2, th // 2), interpolation=cv2.INTER_AREA).ravel()])
         return cv2.cvtColor(small.reshape(i420_size(tw, th)), cv2.COLOR_YUV2BGR_I420)
 
-    def wrap(self, frames: Iterator[np.ndarray], side: int) -> Generator[np.ndarray, None, None]:
-        """Pass `frames` (BGR or I420) through unchanged; side 0 = original, 1 = swapped. Closing the
-        wrapper closes `frames` (the decoder behind it)."""
-        store = self.tiles[side]
-        try:
-            for i, frame in enumerate(frames):
-                ok, jpg = cv2.imencode(".jpg", self._small(frame), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-                if ok:
-                    store[i] = jpg.tobytes()
-                yield frame
-        finally:
-            close = getattr(frames, "close", None)
-            if close is not None:
-                close()
+    def candidate(self, i: int, row: dict[str, Any]) -> bool:
+        """Whether chunk frame `i` (its metrics row so far) may be one the report shows."""
+        keep = i in self.wanted or bool(row.get("id_measured")) or row.get("id_cosine_raw") is not None
+        psnr = row.get("psnr_outside_db")
+        if (row.get("faces_target") or 0) > 0 and isinstance(psnr, (int, float)) and np.isfinite(psnr):
+            if len(self._worst_psnr) < WORST:
+                heapq.heappush(self._worst_psnr, -float(psnr))
+                keep = True
+            elif psnr <= -self._worst_psnr[0]:  # ties too: pick() breaks them by frame order
+                heapq.heapreplace(self._worst_psnr, -float(psnr))
+                keep = True
+        return keep
+
+    def offer(self, i: int, original: np.ndarray, output: np.ndarray, row: dict[str, Any]) -> None:
+        """Keep tiles of frame `i` (BGR or I420) if it is a candidate; the frames are not changed."""
+        if not self.candidate(i, row):
+            return
+        for store, frame in zip(self.tiles, (original, output)):
+            ok, jpg = cv2.imencode(".jpg", self._small(frame), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            if ok:
+                store[i] = jpg.tobytes()
 
     def pair(self, i: int) -> np.ndarray:
         tiles = [cv2.imdecode(np.frombuffer(side[i], np.uint8), cv2.IMREAD_COLOR) for side in self.tiles]
@@ -113,9 +141,7 @@ def write_thumbnails(area: OrderArea, chunk: int, start: int, end: int, rows: li
     is logged, never fatal (the report then shows the tiles as not available)."""
     t0 = time.perf_counter()
     try:
-        chunks = area.read_json("chunks/chunks.json") if area.exists("chunks/chunks.json") else []
-        total = max([int(c["end"]) for c in chunks] or [end])
-        picks = {f: why for f, why in pick(rows, start, end, total).items()
+        picks = {f: why for f, why in pick(rows, start, end, order_frames(area, end)).items()
                  if f - start in tap.tiles[0] and f - start in tap.tiles[1]}
         if not picks:
             raise ValueError("no frame tiles were kept")
