@@ -10,13 +10,21 @@ Three kinds of frame (costs in the 720p swap pass, docs/engine.md):
   `redetect_every=1` keeps meaning a full detection on every frame, for every selector;
 - a HOG detection in a small window around each track (`detect_near`, ~1.1 ms), at least every
   `redetect_every` frames and whenever the cheap check below is in doubt;
-- the other frames: only the 68-point predictor (~1.8 ms), in the box the previous landmarks
-  give (moved by the face's last motion), and a cheap appearance check: the grey 32x32 patch
+- the other frames: the previous frame's landmarks moved by optical flow (pyramidal Lucas-Kanade
+  on a grey crop around the face, ~0.7 ms), and a cheap appearance check: the grey 32x32 patch
   under the new landmarks must correlate (NCC) with the previous frame's patch (>= 0.90) and
   with the patch at the last HOG detection (>= 0.80), lie wholly inside the frame, and the
   shape must stay close to the detected one.
 
-The predictor alone returns a face-like shape wherever it is pointed, so it cannot say a face is
+Why flow and not the 68-point predictor on those frames: the predictor walks a ~100 MB model, so
+in the swap pass (whose warps and encoder evict the caches between calls) it cost 4-5 ms a call at
+720p, the largest single item of the pass. On the sample order the flowed landmarks stay within
+~1 px (mean) of the predictor's after 1 to 4 frames, as close as the predictor's own frame-to-frame
+jitter, and every window detection (at least every `redetect_every` frames) puts the predictor's
+landmarks back, so flow never runs longer than that. Points the flow loses are moved with the
+others (a similarity fit); when too many are lost the frame goes to the window detection.
+
+Flow and the predictor alone follow texture wherever it goes, so they cannot say a face is
 gone; the patch can. Measured on the sample order and synthetic clips: a tracked face's patch
 correlates >= 0.93 with the previous frame's (median 0.99, fast motion included); after a cut
 to background or to someone elsewhere the patch under the predictor's landmarks gave <= 0.3, two
@@ -40,7 +48,7 @@ import numpy as np
 
 from faceworker.faces import DeferredEmbedding, FaceAnalyzer, embedding_vector
 from faceworker.frames import FrameLike, FrameView
-from faceworker.geometry import landmark_bbox, procrustes_residual
+from faceworker.geometry import apply_affine, landmark_bbox, procrustes_residual, similarity_transform
 from faceworker.smoothing import LandmarkSmoother
 from faceworker.spec import FACE_SELECTORS
 from faceworker.types import Face
@@ -58,7 +66,9 @@ MIN_NCC_PREV = 0.90  # patch vs the previous frame's: below this the frame is re
 MIN_NCC_ANCHOR = 0.80  # patch vs the last HOG detection's: slow drift/dissolve guard
 CUT_NCC = 0.70  # a window detection whose patch correlates less with the last: a cut, identity decides
 MIN_GLIDE_SCORE = 0.3  # a track whose last HOG score is lower is re-detected by HOG on every frame
-REFINE_SHIFT = 0.04  # predictor moved the face this far (face sizes) from the prediction: run it again
+FLOW_PAD = 0.3  # the grey crop kept for the next frame's flow: the landmark box grown by this (x face size)
+FLOW_WIN, FLOW_LEVELS = 21, 3  # Lucas-Kanade window (px) and pyramid levels (moves up to ~80 px a frame)
+MIN_FLOW_POINTS = 56  # of 68 landmarks the flow must find again, else the window detection decides
 NEAR_MARGIN, NEAR_FACE_PX = 0.3, 90.0  # detect_near window for a tracked face: ~1.1 ms at 720p (0.8/100: 3.6 ms)
 
 
@@ -77,6 +87,7 @@ class Track:
     patch: np.ndarray | None = None  # normalised grey patch under the last landmarks
     anchor: np.ndarray | None = None  # the patch at the last HOG detection
     since_hog: int = 0  # frames since a HOG detection (window or full) confirmed this track
+    flow_ref: tuple[np.ndarray, tuple[int, int]] | None = None  # grey crop around `raw`, its top-left corner
 
 
 def _box_offset(det_box: tuple[int, int, int, int], lm: np.ndarray) -> np.ndarray:
@@ -117,6 +128,48 @@ def face_patch(gray: np.ndarray, lm: np.ndarray) -> np.ndarray | None:
     p -= p.mean()
     n = float(np.sqrt((p * p).sum()))
     return p / n if n > 1e-3 * PATCH else None
+
+
+def _flow_region(lm: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = _grown(landmark_bbox(lm), FLOW_PAD)
+    h, w = shape
+    return max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+
+
+def _flow_crop(frame: FrameView | np.ndarray, lm: np.ndarray) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """The grey crop around `lm` the next frame's flow starts from (None: the face is off the frame)."""
+    shape = frame.shape if isinstance(frame, FrameView) else frame.shape[:2]
+    x0, y0, x1, y1 = _flow_region(lm, shape)
+    if x1 - x0 < FLOW_WIN or y1 - y0 < FLOW_WIN:
+        return None
+    gray = frame.gray_covering((x0, y0, x1, y1)) if isinstance(frame, FrameView) else frame
+    return np.ascontiguousarray(gray[y0:y1, x0:x1]), (x0, y0)
+
+
+def _flowed(t: Track, view: FrameView) -> np.ndarray | None:
+    """The track's landmarks moved into this frame by pyramidal Lucas-Kanade flow between the kept
+    crop and the same region of this frame, starting from the face's last motion; points the flow
+    loses follow the found ones (similarity fit). None when fewer than MIN_FLOW_POINTS are found."""
+    assert t.flow_ref is not None
+    before, (x0, y0) = t.flow_ref
+    h, w = before.shape
+    now = view.gray_covering((x0, y0, x0 + w, y0 + h))[y0:y0 + h, x0:x0 + w]
+    origin = np.array([x0, y0], np.float32)
+    pts = (t.raw - origin).astype(np.float32).reshape(-1, 1, 2)
+    guess = (pts + t.velocity).astype(np.float32)
+    moved, status, _ = cv2.calcOpticalFlowPyrLK(
+        before, np.ascontiguousarray(now), pts, guess, winSize=(FLOW_WIN, FLOW_WIN), maxLevel=FLOW_LEVELS,
+        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03), flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
+    if moved is None or status is None:
+        return None
+    found = status.reshape(-1).astype(bool)
+    if int(found.sum()) < MIN_FLOW_POINTS:
+        return None
+    lm = moved.reshape(-1, 2) + origin
+    if not found.all():
+        m = similarity_transform(t.raw[found], lm[found])
+        lm[~found] = apply_affine(m, t.raw[~found])
+    return lm.astype(np.float32)
 
 
 def ncc(a: np.ndarray | None, b: np.ndarray | None) -> float:
@@ -221,23 +274,17 @@ class FaceTracker:
                 t.since_hog = 0
                 self.counts["near"] += 1
             t.patch = patch
-            self._set(t, lm)
+            self._set(t, lm, view)
         return True
 
     def _glide(self, view: FrameView, t: Track) -> _Located | None:
-        """Landmarks from the predictor alone, in the box the last landmarks give (moved by the
-        face's last motion); None when the appearance or the shape check is in doubt."""
-        if t.score < MIN_GLIDE_SCORE or t.patch is None:
+        """Landmarks moved from the previous frame's by optical flow; None when the flow lost the
+        face or the appearance or the shape check is in doubt."""
+        if t.score < MIN_GLIDE_SCORE or t.patch is None or t.flow_ref is None:
             return None
-        pred = t.raw + t.velocity
-        box = _box_from(pred, t.box_offset)
-        # grey only around the face (the predictor reads near its box; the patch inside the landmarks)
-        lm = self.analyzer.landmarks(view.gray_covering(_grown(box, GRAY_PAD)), box)
-        size = float(max(np.ptp(lm[:, 0]), np.ptp(lm[:, 1]), 1.0))
-        if float(np.linalg.norm(lm.mean(0) - pred.mean(0))) > REFINE_SHIFT * size:
-            # the face moved more than predicted and the predictor only went part of the way: again from there
-            box = _box_from(lm, t.box_offset)
-            lm = self.analyzer.landmarks(view.gray_covering(_grown(box, GRAY_PAD)), box)
+        lm = _flowed(t, view)
+        if lm is None:
+            return None
         patch = face_patch(view.gray_covering(landmark_bbox(lm)), lm)
         if ncc(patch, t.patch) < MIN_NCC_PREV or ncc(patch, t.anchor) < MIN_NCC_ANCHOR:
             return None
@@ -268,7 +315,8 @@ class FaceTracker:
             return None
         return lm, patch, hit
 
-    def _set(self, t: Track, lm: np.ndarray) -> None:
+    def _set(self, t: Track, lm: np.ndarray, frame: FrameView | np.ndarray) -> None:
+        """Take `lm` as the track's landmarks in this frame (`frame`: its view, or a full grey image)."""
         size = float(max(np.ptp(lm[:, 0]), np.ptp(lm[:, 1]), 1.0))
         motion = (lm.mean(0) - t.raw.mean(0)).astype(np.float32)
         jump = float(np.linalg.norm(motion))
@@ -278,6 +326,7 @@ class FaceTracker:
         t.velocity = motion if t.smoothed is not None and jump < 0.25 * size else np.zeros(2, np.float32)
         t.raw = lm
         t.smoothed = t.smoother(lm) if self.smooth else lm
+        t.flow_ref = _flow_crop(frame, lm)
 
     def _new_track(self, face: Face, gray: np.ndarray) -> Track:
         t = Track(
@@ -291,7 +340,7 @@ class FaceTracker:
         )
         self._next_id += 1
         t.patch = t.anchor = face_patch(gray, face.landmarks)
-        self._set(t, face.landmarks)
+        self._set(t, face.landmarks, gray)
         return t
 
     def _refresh(self, t: Track, face: Face, gray: np.ndarray) -> None:
@@ -302,7 +351,7 @@ class FaceTracker:
             t.embedding = face.embedding
         t.patch = t.anchor = face_patch(gray, face.landmarks)
         t.since_hog = 0
-        self._set(t, face.landmarks)
+        self._set(t, face.landmarks, gray)
 
     def _embed(self, frame: FrameView, face: Face) -> np.ndarray:
         if face.embedding is None:
