@@ -231,6 +231,8 @@ def test_encoder_threads_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     from faceworker.chunk_runner import ENCODER_THREADS_ENV, encoder_threads
 
     monkeypatch.delenv(ENCODER_THREADS_ENV, raising=False)
+    assert encoder_threads() == max(1, len(os.sched_getaffinity(0)) // 2)  # the swap pass shares the CPUs
+    monkeypatch.setenv(ENCODER_THREADS_ENV, "0")
     assert encoder_threads() == 0  # x264 decides
     monkeypatch.setenv(ENCODER_THREADS_ENV, "1")
     assert encoder_threads() == 1
