@@ -247,25 +247,35 @@ def ingest(order: dict[str, Any], cfg: RunConfig, timeout_s: float = 1200,
     }
 
 
-#: `chunk_frames` left empty ("auto"): about this many chunks per swap slot, within these bounds
-AUTO_CHUNKS_PER_SLOT = 2
-AUTO_MIN_FRAMES, AUTO_MAX_FRAMES = 96, 512
+#: `chunk_frames` left empty ("auto"): one chunk per swap slot, within these bounds
+AUTO_MIN_FRAMES, AUTO_MAX_FRAMES = 96, 1024
+#: ... and no bigger than this many MB of I420 frames, so the engine's QA pass can reuse the swap
+#: pass's frames instead of decoding them again (within its FACEFACTORY_METRICS_KEEP_MB, 2048 by default)
+AUTO_CHUNK_MB = 1536
 
 
-def effective_chunk_frames(frames: int, chunk_frames: int | None, max_chunks: int, swap_slots: int = 2) -> int:
+def effective_chunk_frames(frames: int, chunk_frames: int | None, max_chunks: int, swap_slots: int = 2,
+                           frame_size: tuple[int, int] | None = None) -> int:
     """Frames per swap task.
 
-    An order may name its chunk size; by default ("auto") each swap slot gets about two chunks
-    (FACEFACTORY_SWAP_SLOTS, the size of the gpu_swaps pool): every chunk pays a process start and
-    its model loads (~1.5-2 CPU-s on the embedded default), so a 60 s order on 2 slots runs as 4
-    chunks of 375 frames instead of 16 of 96, while 8 GPU slots still get 96-frame chunks. Two per
-    slot, not one, so a slow chunk does not leave a slot idle for the rest of the order. Either way
-    chunks grow when needed so one order never maps more tasks than Airflow allows."""
+    An order may name its chunk size; by default ("auto") the frames are shared evenly over the
+    swap slots (FACEFACTORY_SWAP_SLOTS, the size of the gpu_swaps pool), one chunk each, or the
+    fewest equal rounds of chunks that keep each under AUTO_MAX_FRAMES and, when the frame size
+    (width, height) is known, under AUTO_CHUNK_MB. Why so few: every chunk pays a process start,
+    its model loads and Airflow's task start (~2 s of a 2-core machine), and equal chunks, a whole
+    number of them per slot, finish together. A 60 s 25 fps order on 2 slots runs as 2 chunks of
+    750 frames at 720p (4 of 375 at 1080p, where 750 frames would not fit the QA pass's memory),
+    8 GPU slots get chunks of 188. Either way chunks grow when needed so one order never maps more
+    tasks than Airflow allows."""
     if frames <= 0 or max_chunks <= 0 or swap_slots <= 0 or (chunk_frames is not None and chunk_frames <= 0):
         raise ValueError("frames, chunk_frames, max_chunks and swap_slots must be positive")
     if chunk_frames is None:
-        per_chunk = math.ceil(frames / (AUTO_CHUNKS_PER_SLOT * swap_slots))
-        chunk_frames = min(AUTO_MAX_FRAMES, max(AUTO_MIN_FRAMES, per_chunk))
+        cap = AUTO_MAX_FRAMES
+        if frame_size is not None:
+            frame_mb = frame_size[0] * frame_size[1] * 1.5 / 1e6
+            cap = max(AUTO_MIN_FRAMES, min(cap, int(AUTO_CHUNK_MB / frame_mb)))
+        rounds = math.ceil(math.ceil(frames / swap_slots) / cap)  # chunks per slot
+        chunk_frames = max(AUTO_MIN_FRAMES, math.ceil(frames / (swap_slots * rounds)))
     return max(chunk_frames, math.ceil(frames / max_chunks))
 
 
@@ -284,8 +294,9 @@ def split(
     """Cut the mezzanine pieces and return the chunk specs the swap tasks map over."""
     frames = int(ingested["frames"])
     requested = order.get("chunk_frames")
+    frame_size = (int(ingested["width"]), int(ingested["height"])) if "width" in ingested and "height" in ingested else None
     size = effective_chunk_frames(frames, None if requested is None else int(requested), max_chunks,
-                                  cfg.settings.swap_slots)
+                                  cfg.settings.swap_slots, frame_size)
     with worker_env(cfg):
         result = run_worker(
             ["split", "--work", work_root(cfg), "--order", order["order_id"],

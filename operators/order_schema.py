@@ -103,8 +103,9 @@ ORDER_FIELDS: dict[str, dict[str, Any]] = {
         "maximum": 512,
         "default": None,
         "title": "Frames per chunk",
-        "description": "Each chunk is one swap task (one GPU pod). Empty = auto: about two chunks per "
-                       "swap slot, 96-512 frames. Smaller = more parallel, but each chunk pays a start-up.",
+        "description": "Each chunk is one swap task (one GPU pod). Empty = auto: one chunk per "
+                       "swap slot (equal rounds of them past 1024 frames a chunk). Smaller = more parallel, "
+                       "but each chunk pays a start-up.",
         "section": "Swap",
     },
     "min_id_cosine": {

@@ -27,15 +27,26 @@ def test_chunks_grow_to_respect_max_map_length() -> None:
         media.effective_chunk_frames(0, 96, 1024)
 
 
-@pytest.mark.parametrize(("frames", "slots", "size"), [
-    (1500, 2, 375),     # a 60 s 25 fps order on the embedded default: 4 chunks, two per slot
-    (100, 2, 96),       # short orders keep the 96-frame floor (one or two chunks)
-    (1500, 8, 96),      # 8 GPU slots: 16 chunks of 96, two per slot
-    (180_000, 2, 512),  # two hours: capped at 512 frames a chunk
-    (2_000_000, 2, 1954),  # and grown past that only to stay under max_map_length
+@pytest.mark.parametrize(("frames", "slots", "frame_size", "size"), [
+    (1500, 2, (1280, 720), 750),    # a 60 s 25 fps order on the embedded default: one chunk per slot
+    (1500, 2, (1920, 1080), 375),   # 750 1080p frames would not fit the QA pass's memory: two rounds
+    (1500, 2, None, 750),           # frame size unknown (`facefactory k8s render`): frames alone
+    (1501, 2, (1280, 720), 751),    # equal chunks, the last one a frame shorter
+    (100, 2, (1280, 720), 96),      # short orders keep the 96-frame floor (one or two chunks)
+    (1500, 8, (1280, 720), 188),    # 8 GPU slots: one chunk each
+    (180_000, 2, (1280, 720), 1023),  # two hours: rounds of chunks under 1024 frames
+    (18_000, 2, (3840, 2160), 122),  # 4K: under AUTO_CHUNK_MB a chunk
+    (180_000, 2, (3840, 2160), 176),  # ... unless max_map_length needs bigger ones
+    (2_000_000, 2, None, 1954),     # and grown past that only to stay under max_map_length
 ])
-def test_auto_chunk_size_gives_each_swap_slot_about_two_chunks(frames: int, slots: int, size: int) -> None:
-    assert media.effective_chunk_frames(frames, None, 1024, slots) == size
+def test_auto_chunk_size_gives_each_swap_slot_equal_rounds_of_chunks(
+        frames: int, slots: int, frame_size: tuple[int, int] | None, size: int) -> None:
+    assert media.effective_chunk_frames(frames, None, 1024, slots, frame_size) == size
+    chunks = len(media.chunk_ranges(frames, size))
+    grown = size in (media.AUTO_MIN_FRAMES, -(-frames // 1024))  # the floor, or max_map_length
+    assert chunks <= 1024 and (chunks % slots == 0 or grown)
+    if frame_size is not None and not grown:
+        assert size * frame_size[0] * frame_size[1] * 1.5 <= media.AUTO_CHUNK_MB * 1e6
     assert media.effective_chunk_frames(frames, 128, 1024, slots) == max(128, -(-frames // 1024))
 
 
