@@ -110,5 +110,6 @@ def contact_sheet_png(order_dir: str, df: pd.DataFrame, chunks: list[dict], tile
         out_rows.append(np.full((6, out_rows[-1].shape[1], 3), 255, np.uint8))
         meta.append({"frame": int(f), "why": why, "id_cosine": idc, "psnr_outside_db": ps,
                      "have_before": pair is not None, "have_after": pair is not None})
-    ok, buf = cv2.imencode(".png", np.vstack(out_rows[:-1]), [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    # level 1: a 720p order's sheet in ~0.12 s instead of ~0.4 s at 6 (the report waits for it), 7 % bigger
+    ok, buf = cv2.imencode(".png", np.vstack(out_rows[:-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
     return (buf.tobytes(), meta) if ok else None
