@@ -91,6 +91,31 @@ def test_an_appearance_doubt_run_is_bounded() -> None:
     assert ncc(base, base) == pytest.approx(1.0) and abs(ncc(base, other)) < 0.2
 
 
+def test_the_way_back_after_a_doubt_allows_for_the_face_moving_since() -> None:
+    """A face drifting slowly (each frame ~0.99 like the last) after five unswapped frames: the
+    first swapped frame again is in doubt (it differs from the unswapped one before it), the next
+    ones are compared with the face before the doubts, six or more frames older, and are not; a
+    wrong face inside such a run still is."""
+    from faceworker.id_sampling import MIN_APPEARANCE_NCC
+
+    rng = np.random.default_rng(4)
+    base = cv2.GaussianBlur(rng.random((64, 64)).astype(np.float32), (0, 0), 4)
+    faces = [cv2.warpAffine(base, np.float32([[1, 0, 0.4 * k], [0, 1, 0]]), (64, 64))[16:48, 16:48]
+             for k in range(16)]  # a smooth patch drifting 0.4 px a frame
+    own = rng.random((32, 32)).astype(np.float32)
+    assert ncc(faces[1], faces[0]) > MIN_APPEARANCE_NCC > ncc(faces[9], faces[2])  # older looks differ more
+    d = Doubt()
+    for k in range(3):
+        assert d.check(20.0, faces[k], swapped=True) is None
+    assert [d.check(0.8, own, swapped=True) for _ in range(5)] == ["unchanged"] * 5
+    assert d.check(20.0, faces[8], swapped=True) == "appearance"  # unlike the unswapped frame before it
+    assert d.check(20.0, faces[9], swapped=True) is None  # the face before the doubts, moved on: no new doubt
+    assert d.check(20.0, faces[10], swapped=True) is None
+    d2 = Doubt()
+    d2.check(20.0, faces[0], swapped=True)
+    assert [d2.check(20.0, own, swapped=True) for _ in range(8)] == ["appearance"] * 8  # a wrong face stays doubted
+
+
 def test_face_patch_change_is_noise_for_an_unswapped_face() -> None:
     rng = np.random.default_rng(1)
     y = cv2.GaussianBlur(rng.integers(0, 255, (180, 320), np.uint8), (5, 5), 0)

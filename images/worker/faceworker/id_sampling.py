@@ -34,6 +34,7 @@ UNCHANGED_ABS = 3.0  # mean |out - orig| of the face patch (8-bit luma) below th
 UNCHANGED_REL = 0.35  # ... or below this fraction of the chunk's running median face change
 MIN_APPEARANCE_NCC = 0.90  # output face patch vs the previous frame's: another face below this
 MAX_DOUBT_RUN = 12  # frames an appearance doubt may last before the current look is accepted
+ANCHOR_NCC_DECAY = 0.01  # inside a run, the bar against the face before it drops this much a frame of age
 
 
 def _has_face(info: Any) -> bool:
@@ -100,6 +101,7 @@ class Doubt:
         self._changes: list[float] = []
         self._prev_patch: np.ndarray | None = None
         self._anchor: np.ndarray | None = None
+        self._anchor_age = 0  # frames since the anchor's
         self._run = 0
 
     def check(self, face_change: float | None, patch: np.ndarray | None, swapped: bool) -> str | None:
@@ -111,13 +113,18 @@ class Doubt:
                 why = "unchanged"
             self._changes.append(face_change)
         if patch is not None:
-            # inside a run the face before it decides (the way back to it is no new doubt)
-            ref = self._anchor if self._run else self._prev_patch
-            if why is None and ref is not None and ncc(patch, ref) < MIN_APPEARANCE_NCC:
+            # inside a run the face before it decides (the way back to it is no new doubt); a face
+            # moves and turns between frames, so the older that anchor the lower the bar (a wrong
+            # face stays far below it: ~0.45 the target's own, <= 0.61 someone else)
+            self._anchor_age += 1
+            ref, bar = self._prev_patch, MIN_APPEARANCE_NCC
+            if self._run:
+                ref, bar = self._anchor, MIN_APPEARANCE_NCC - ANCHOR_NCC_DECAY * (self._anchor_age - 1)
+            if why is None and ref is not None and ncc(patch, ref) < bar:
                 why = "appearance"
             self._run = self._run + 1 if why == "appearance" else 0
             if why is None or self._run > MAX_DOUBT_RUN:
-                self._anchor, self._run = patch, 0
+                self._anchor, self._run, self._anchor_age = patch, 0, 0
         self._prev_patch = patch
         return why
 
