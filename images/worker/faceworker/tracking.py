@@ -21,8 +21,10 @@ in the swap pass (whose warps and encoder evict the caches between calls) it cos
 720p, the largest single item of the pass. On the sample order the flowed landmarks stay within
 ~1 px (mean) of the predictor's after 1 to 4 frames, as close as the predictor's own frame-to-frame
 jitter, and every window detection (at least every `redetect_every` frames) puts the predictor's
-landmarks back, so flow never runs longer than that. Points the flow loses are moved with the
-others (a similarity fit); when too many are lost the frame goes to the window detection.
+landmarks back, so flow never runs longer than that. Only the inner points are flowed: the jaw
+line lies on edges (the flow slides along them) and moves with the face instead (a similarity fit
+on the flowed points), as do points the flow loses; when too many are lost the frame goes to the
+window detection.
 
 Flow and the predictor alone follow texture wherever it goes, so they cannot say a face is
 gone; the patch can. Measured on the sample order and synthetic clips: a tracked face's patch
@@ -68,7 +70,8 @@ CUT_NCC = 0.70  # a window detection whose patch correlates less with the last: 
 MIN_GLIDE_SCORE = 0.3  # a track whose last HOG score is lower is re-detected by HOG on every frame
 FLOW_PAD = 0.3  # the grey crop kept for the next frame's flow: the landmark box grown by this (x face size)
 FLOW_WIN, FLOW_LEVELS = 21, 3  # Lucas-Kanade window (px) and pyramid levels (moves up to ~80 px a frame)
-MIN_FLOW_POINTS = 56  # of 68 landmarks the flow must find again, else the window detection decides
+FLOWED = np.arange(17, 68)  # landmarks followed by flow (brows, eyes, nose, mouth); the jaw (0-16) moves rigidly
+MIN_FLOW_POINTS = 42  # of those 51 the flow must find again, else the window detection decides
 NEAR_MARGIN, NEAR_FACE_PX = 0.3, 90.0  # detect_near window for a tracked face: ~1.1 ms at 720p (0.8/100: 3.6 ms)
 
 
@@ -147,15 +150,18 @@ def _flow_crop(frame: FrameView | np.ndarray, lm: np.ndarray) -> tuple[np.ndarra
 
 
 def _flowed(t: Track, view: FrameView) -> np.ndarray | None:
-    """The track's landmarks moved into this frame by pyramidal Lucas-Kanade flow between the kept
-    crop and the same region of this frame, starting from the face's last motion; points the flow
-    loses follow the found ones (similarity fit). None when fewer than MIN_FLOW_POINTS are found."""
+    """The track's landmarks moved into this frame: the inner points (brows, eyes, nose, mouth) by
+    pyramidal Lucas-Kanade flow between the kept crop and the same region of this frame, starting
+    from the face's last motion; the jaw line, which lies on edges and background the flow slides
+    along, and any inner point the flow loses, follow the found points rigidly (similarity fit).
+    None when fewer than MIN_FLOW_POINTS inner points are found."""
     assert t.flow_ref is not None
     before, (x0, y0) = t.flow_ref
     h, w = before.shape
     now = view.gray_covering((x0, y0, x0 + w, y0 + h))[y0:y0 + h, x0:x0 + w]
     origin = np.array([x0, y0], np.float32)
-    pts = (t.raw - origin).astype(np.float32).reshape(-1, 1, 2)
+    inner = t.raw[FLOWED]
+    pts = (inner - origin).astype(np.float32).reshape(-1, 1, 2)
     guess = (pts + t.velocity).astype(np.float32)
     moved, status, _ = cv2.calcOpticalFlowPyrLK(
         before, np.ascontiguousarray(now), pts, guess, winSize=(FLOW_WIN, FLOW_WIN), maxLevel=FLOW_LEVELS,
@@ -165,10 +171,10 @@ def _flowed(t: Track, view: FrameView) -> np.ndarray | None:
     found = status.reshape(-1).astype(bool)
     if int(found.sum()) < MIN_FLOW_POINTS:
         return None
-    lm = moved.reshape(-1, 2) + origin
-    if not found.all():
-        m = similarity_transform(t.raw[found], lm[found])
-        lm[~found] = apply_affine(m, t.raw[~found])
+    moved = moved.reshape(-1, 2) + origin
+    m = similarity_transform(inner[found], moved[found])
+    lm = apply_affine(m, t.raw)  # every point moved with the face ...
+    lm[FLOWED[found]] = moved[found]  # ... the inner ones the flow found by their own motion
     return lm.astype(np.float32)
 
 
