@@ -42,19 +42,21 @@ def ssim_outside(original: np.ndarray, output: np.ndarray, mask: np.ndarray | No
 
     A box filter rather than the 11×11 Gaussian: same ranking, about a third of the cost per frame.
     The arithmetic runs in place and the masked mean in cv2 (no boolean-indexed copy of the map):
-    the same value to ~1e-7, at fewer full-frame temporaries.
+    the same value to ~1e-7, at fewer full-frame temporaries. The denominator is at least c1·c2, so
+    the division needs no zero check.
     """
-    a = (original if original.ndim == 2 else cv2.cvtColor(original, cv2.COLOR_BGR2GRAY)).astype(np.float32)
-    b = (output if output.ndim == 2 else cv2.cvtColor(output, cv2.COLOR_BGR2GRAY)).astype(np.float32)
+    ga = original if original.ndim == 2 else cv2.cvtColor(original, cv2.COLOR_BGR2GRAY)
+    gb = output if output.ndim == 2 else cv2.cvtColor(output, cv2.COLOR_BGR2GRAY)
     keep = None if mask is None else cv2.compare(mask, 0, cv2.CMP_EQ)  # type: ignore[call-overload]  # stubs lack compare(array, scalar)
     if keep is not None and cv2.countNonZero(keep) == 0:
         return 1.0
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 
-    def blur(x: np.ndarray) -> np.ndarray:
-        return cv2.boxFilter(x, -1, (7, 7), borderType=cv2.BORDER_REFLECT)
+    def blur(x: np.ndarray) -> np.ndarray:  # 8-bit input is filtered as it is (half the cost of float)
+        return cv2.boxFilter(x, cv2.CV_32F, (7, 7), borderType=cv2.BORDER_REFLECT)
 
-    mu_a, mu_b = blur(a), blur(b)
+    mu_a, mu_b = blur(ga), blur(gb)
+    a, b = ga.astype(np.float32), gb.astype(np.float32)
     sq = a * a
     sq += b * b
     var, cov = blur(sq), blur(a * b)  # E[a²] + E[b²] (one filter: it is linear) and E[ab], made variances in place
@@ -73,7 +75,7 @@ def ssim_outside(original: np.ndarray, output: np.ndarray, mask: np.ndarray | No
     mu_a += c1  # mu_a² + mu_b² + c1
     mu_ab *= cov
     mu_a *= var
-    smap = cv2.divide(mu_ab, mu_a)
+    smap = np.divide(mu_ab, mu_a, out=mu_ab)  # numpy: cv2.divide checks every element for zero (~5x slower)
     return float(cv2.mean(smap, mask=keep)[0])
 
 
