@@ -19,6 +19,7 @@ instance (killed, crashed) fails that try through Airflow's own failure handling
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import logging
 import os
@@ -171,6 +172,7 @@ class _SharedExecutionAPI:
 
         self._airflow_default = supervisor.in_process_api_server
         supervisor.in_process_api_server = self.server  # type: ignore[assignment]  # was lru_cache'd
+        _memoise_fastapi_dependants()
 
     def build(self) -> None:
         """Build the app now (in the parent, so later forks inherit it)."""
@@ -194,6 +196,38 @@ class _SharedExecutionAPI:
         if self.app is None:
             return self._airflow_default()
         return InProcessExecutionAPI(app=self.app)
+
+
+def _memoise_fastapi_dependants() -> None:
+    """Build each FastAPI dependency description once per process, not on every request.
+
+    The in-process app overrides its auth dependencies (`dependency_overrides`), and with any
+    override set FastAPI rebuilds every sub-dependency of the route from its signature on every
+    request (`solve_dependencies` -> `get_dependant`): ~1.5 CPU-s of a short order's API calls on
+    this machine (py-spy), and API calls are on every task's start and end. The description
+    depends only on the arguments (the callable, its path, name and scopes), and FastAPI reuses
+    the ones it builds at route creation for every request the same way, so the rebuilt ones can
+    be reused too. Unhashable arguments are passed through."""
+    from fastapi.dependencies import utils
+
+    original = utils.get_dependant
+    if getattr(original, "facefactory_memoised", False):
+        return
+    built: dict[tuple[Any, ...], Any] = {}
+
+    @functools.wraps(original)
+    def get_dependant(**kwargs: Any) -> Any:
+        try:
+            key = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()))
+            hash(key)
+        except TypeError:
+            return original(**kwargs)
+        if key not in built:
+            built[key] = original(**kwargs)
+        return built[key]
+
+    get_dependant.facefactory_memoised = True  # type: ignore[attr-defined]  # a marker on our wrapper
+    utils.get_dependant = get_dependant
 
 
 @contextlib.contextmanager
