@@ -24,6 +24,15 @@ def test_probe_fields(media: dict[str, Path]) -> None:
     assert d["fps"] == "25/1" and probe.Probe.from_dict(d).fps == Fraction(25)
 
 
+def test_probe_without_the_packet_pass_reads_the_same_cfr_file(media: dict[str, Path]) -> None:
+    """`count=False` (one ffprobe, for the engine's own CFR files): the same size, rate, frames
+    (MP4 sample table) and audio as the full probe."""
+    full, light = probe.probe(media["cfr"]), probe.probe(media["cfr"], count=False)
+    assert (light.width, light.height, light.fps, light.frames, light.audio) == \
+        (full.width, full.height, full.fps, full.frames, full.audio)
+    assert light.duration == pytest.approx(full.duration, abs=0.05)
+
+
 def test_probe_rotation_swaps_display_size(media: dict[str, Path]) -> None:
     pr = probe.probe(media["rotated"])
     assert pr.rotation in (90, 270)

@@ -221,9 +221,9 @@ def cmd_merge(args: argparse.Namespace, log: Logger) -> dict[str, Any]:
                 raise BadInput(f"chunk {i}: done.json has {done.get('frames')} frames, chunks.json says "
                                f"{int(c['end']) - int(c['start'])}")
             segs.append(area.stage(area.swapped_rel(i, "segment.mp4"), tmp))
-        fps = probe.probe(segs[0]).fps
+        fps = probe.probe(segs[0], count=False).fps  # our own CFR encode: its stream says the rate
         audio_src = area.stage(_original_target_rel(area), tmp)
-        original = probe.probe(audio_src)  # displayed size of the order's own target
+        original = probe.probe(audio_src, count=False)  # displayed size and audio of the order's own target
         out_local = tmp / f"{args.order}.mp4"
         out = edit.merge(segs, audio_src, out_local, expect, Fraction(fps),
                           size=(original.width, original.height), audio=original.audio)

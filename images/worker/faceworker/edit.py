@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -196,7 +197,7 @@ def merge(
         video_only = os.path.join(tmpd, "video.mp4")
         concat_segments(segments, video_only)
         pause_at("merge_mid")  # test hook (faceworker.testhooks); no-op unless a test sets it
-        joined = probe(video_only) if size is not None else None
+        joined = probe(video_only, count=False) if size is not None else None  # only its size
         if joined is not None and size is not None and size != (joined.width, joined.height):
             cropped = os.path.join(tmpd, "cropped.mp4")
             crop_to(video_only, cropped, size)
@@ -210,4 +211,4 @@ def merge(
         if abs(out.duration - want_dur) > 0.5 / float(fps):
             raise FFmpegError(f"merge: output video lasts {out.duration:.3f}s, input {want_dur:.3f}s")
         os.replace(muxed, dst)
-    return probe(dst)
+    return replace(out, path=dst)
