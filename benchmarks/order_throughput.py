@@ -131,10 +131,10 @@ def chunk_costs(order_dir: Path) -> dict[str, Any]:
 def run_order(env: dict[str, str], sample: Path, order_id: str, log: Path) -> tuple[float, int]:
     start = time.perf_counter()
     with log.open("w") as fh:
-        proc = subprocess.run(
+        proc = subprocess.run(  # not run from a checkout: `python -m` puts the working dir first on the path
             [sys.executable, "-m", "facefactory.cli", "order", "run", "--order-id", order_id,
              "--source", (sample / "source.png").as_uri(), "--target", (sample / "target.mp4").as_uri()],
-            env=env, stdout=fh, stderr=subprocess.STDOUT, check=False)
+            env=env, stdout=fh, stderr=subprocess.STDOUT, check=False, cwd=sample)
     return time.perf_counter() - start, proc.returncode
 
 
@@ -148,7 +148,7 @@ def measure(size: str, seconds: float, code: Path, scratch: Path) -> dict[str, A
                    stderr=subprocess.DEVNULL)
     # Airflow set-up (config, DB, pool) outside the timed order: `facefactory order run` does it once
     subprocess.run([sys.executable, "-c", "from facefactory.commands.order import ensure_embedded_airflow as e; e()"],
-                   env=env, check=True)
+                   env=env, check=True, cwd=sample)  # cwd: see run_order
     bound = ffmpeg_bound(sample / "target.mp4", scratch)
     order_id = f"bench-{size}"
     log = scratch / f"order-{size}.log"
