@@ -33,6 +33,13 @@ def test_probe_without_the_packet_pass_reads_the_same_cfr_file(media: dict[str, 
     assert light.duration == pytest.approx(full.duration, abs=0.05)
 
 
+def test_probe_without_the_packet_pass_counts_packets_when_nothing_claims_a_count(tmp_path: Path,
+                                                                                  media: dict[str, Path]) -> None:
+    mkv = tmp_path / "t.mkv"  # Matroska: no sample table, no nb_frames
+    ffmpeg.run_ffmpeg(["-i", str(media["cfr"]), "-c", "copy", str(mkv)], "remux")
+    assert probe.probe(mkv, count=False).frames == probe.probe(mkv).frames == 75
+
+
 def test_probe_rotation_swaps_display_size(media: dict[str, Path]) -> None:
     pr = probe.probe(media["rotated"])
     assert pr.rotation in (90, 270)

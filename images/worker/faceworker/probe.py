@@ -166,8 +166,9 @@ def probe(path: str | os.PathLike[str], exact: bool = False, count: bool = True)
 
     `exact=True` additionally decodes every frame to count them (slow; for containers whose packets
     do not map 1:1 to frames). `count=False` skips the packet pass (one ffprobe process instead of
-    two, ~0.1 s): the frame count is then the MP4 sample table's or the container's claim, and VFR
-    is not detected, so only for the engine's own CFR files and for reading a file's size and audio."""
+    two, ~0.1 s): the frame count is then the MP4 sample table's or the container's claim (packets
+    are counted anyway when neither exists, e.g. Matroska), and VFR is not detected, so only for
+    the engine's own CFR files and for reading a file's size and audio."""
     p = Path(path)
     if not p.exists():
         raise BadInput(f"target video not found: {p}")
@@ -185,11 +186,13 @@ def probe(path: str | os.PathLike[str], exact: bool = False, count: bool = True)
         "codec_name"
     ) in ("png", "mjpeg", "bmp", "webp", "tiff") and fmt_name.endswith("_pipe"):
         raise BadInput(f"not a video (a still image, format {fmt_name}): {p}")
+    claimed_frames = 0 if count else _claimed_frames(p, vs)
+    count = count or claimed_frames == 0  # nothing claims a count (e.g. Matroska): count packets after all
     if count:
         pts, tb = packet_times(str(p))
     else:
         pts, tb = [], Fraction(1, 1000)
-    frames = len(pts) if count else _claimed_frames(p, vs)
+    frames = len(pts) if count else claimed_frames
     if exact:
         frames = count_decoded_frames(str(p))
     if frames <= 1 and vs.get("codec_name") in ("png", "mjpeg", "bmp", "webp", "tiff", "gif"):
