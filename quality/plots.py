@@ -22,9 +22,7 @@ def metrics_png(df: pd.DataFrame, chunks: list[dict], min_id: float, min_psnr: f
 
     Chunk boundaries are shaded alternately; failing frames are marked red.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
+    preload()
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 5.6), sharex=True, dpi=100)

@@ -463,7 +463,8 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     rows: list[dict[str, Any]] = []
     embs = np.full((spec.frames, source_emb.shape[0]), np.nan, np.float32)
     # QA thumbnails of the frames the report may show, from the frames this pass decodes anyway
-    tap = Tap((mp.width, mp.height), fixed_picks(spec.start, spec.end, order_frames(area, spec.end)))
+    order_total = order_frames(area, spec.end)  # read once: the tap and write_thumbnails both need it
+    tap = Tap((mp.width, mp.height), fixed_picks(spec.start, spec.end, order_total))
     mprog = Progress(log, spec.frames, event="metrics_progress")
 
     def finish(i: int, row: dict[str, Any]) -> None:
@@ -511,7 +512,7 @@ def _run(spec: ChunkSpec, area: OrderArea, h: str, tmp: Path, ref_emb: np.ndarra
     t["metrics_s"] = time.perf_counter() - t0
     t["metrics_cpu_s"] = _cpu_s() - c0
 
-    write_thumbnails(area, spec.chunk, spec.start, spec.end, rows, tap, log)
+    write_thumbnails(area, spec.chunk, spec.start, spec.end, rows, tap, log, order_total)
     recognizer = getattr(getattr(analyzer, "recognizer", None), "name", "dlib_resnet_v1")
     metrics_doc = {"order": spec.order, "chunk": spec.chunk, "start": spec.start, "end": spec.end,
                    "recognizer": recognizer, "id_sample_every": ID_SAMPLE_EVERY if measure is None else 1,

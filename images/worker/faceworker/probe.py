@@ -186,7 +186,10 @@ def probe(path: str | os.PathLike[str], exact: bool = False, count: bool = True)
         "codec_name"
     ) in ("png", "mjpeg", "bmp", "webp", "tiff") and fmt_name.endswith("_pipe"):
         raise BadInput(f"not a video (a still image, format {fmt_name}): {p}")
-    claimed_frames = 0 if count else _claimed_frames(p, vs)
+    claimed = vs.get("nb_frames")
+    declared = int(claimed) if claimed and str(claimed).isdigit() else None
+    sampled = None if count else _mp4_samples(p)
+    claimed_frames = 0 if count else sampled if sampled is not None else declared or 0
     count = count or claimed_frames == 0  # nothing claims a count (e.g. Matroska): count packets after all
     if count:
         pts, tb = packet_times(str(p))
@@ -230,8 +233,6 @@ def probe(path: str | os.PathLike[str], exact: bool = False, count: bool = True)
         for s in streams
         if s.get("codec_type") == "audio"
     ]
-    claimed = vs.get("nb_frames")
-    declared = int(claimed) if claimed and str(claimed).isdigit() else None
     if count:
         _refuse_truncated(p, frames, declared, None if vfr else _seconds(vs.get("duration")), duration, fps)
     return Probe(
@@ -251,14 +252,12 @@ def probe(path: str | os.PathLike[str], exact: bool = False, count: bool = True)
     )
 
 
-def _claimed_frames(p: Path, stream: dict[str, Any]) -> int:
-    """Frames without counting packets: the MP4 sample table, else the container's nb_frames."""
+def _mp4_samples(path: str | os.PathLike[str]) -> int | None:
+    """Video samples in an MP4's sample table (None: not an MP4 this parser reads)."""
     try:
-        n = mp4_video_samples(p)
+        return mp4_video_samples(path)
     except (OSError, struct.error):
-        n = None
-    claimed = stream.get("nb_frames")
-    return n if n is not None else int(claimed) if claimed and str(claimed).isdigit() else 0
+        return None
 
 
 def _seconds(text: Any) -> float | None:
@@ -291,10 +290,7 @@ def _refuse_truncated(p: Path, frames: int, declared: int | None, declared_s: fl
 def count_segment_frames(path: str | os.PathLike[str]) -> int:
     """Frames in an encoded segment: from the MP4 sample table when possible, else by ffprobe
     (packets, as probe() counts them)."""
-    try:
-        n = mp4_video_samples(path)
-    except (OSError, struct.error):
-        n = None
+    n = _mp4_samples(path)
     return n if n is not None else probe(path).frames
 
 

@@ -46,9 +46,13 @@ def pick(rows: list[dict[str, Any]], start: int, end: int, total: int) -> dict[i
 
 
 def order_frames(area: OrderArea, end: int) -> int:
-    """The order's frame count (the spread rows are spread over it), from the chunk plan."""
-    chunks = area.read_json("chunks/chunks.json") if area.exists("chunks/chunks.json") else []
-    return max([int(c["end"]) for c in chunks] or [end])
+    """The order's frame count (the spread rows are spread over it), from the chunk plan. Never
+    raises: thumbnails must not fail a swap, so an unreadable plan counts as this chunk's `end`."""
+    try:
+        chunks = area.read_json("chunks/chunks.json") if area.exists("chunks/chunks.json") else []
+        return max([int(c["end"]) for c in chunks] or [end])
+    except Exception:  # noqa: BLE001 - best effort, as write_thumbnails: the QA picture never fails a chunk
+        return end
 
 
 def fixed_picks(start: int, end: int, total: int) -> set[int]:
@@ -136,12 +140,13 @@ class Tap:
 
 
 def write_thumbnails(area: OrderArea, chunk: int, start: int, end: int, rows: list[dict[str, Any]], tap: Tap,
-                     log: Logger) -> None:
+                     log: Logger, total: int | None = None) -> None:
     """Write the chunk's thumbs.jpg/thumbs.json from the tiles the tap kept. Best effort: a failure
     is logged, never fatal (the report then shows the tiles as not available)."""
     t0 = time.perf_counter()
     try:
-        picks = {f: why for f, why in pick(rows, start, end, order_frames(area, end)).items()
+        total = order_frames(area, end) if total is None else total  # the order's frames, if not known yet
+        picks = {f: why for f, why in pick(rows, start, end, total).items()
                  if f - start in tap.tiles[0] and f - start in tap.tiles[1]}
         if not picks:
             raise ValueError("no frame tiles were kept")
